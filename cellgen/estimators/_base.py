@@ -1,0 +1,188 @@
+"""Machinery shared by the VAE estimators: parameters, splitting, seeding, fitting."""
+
+from __future__ import annotations
+
+import contextlib
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from ..train import batched, history_frame, make_vae_net, resolve_device
+from ..utils import check_images
+
+_MAX_SEED = 2**31 - 1
+
+#: Parameters every VAE estimator shares (documented on each class).
+_COMMON_CONSTRAINTS = {
+    "n_latent": [Interval(Integral, 1, None, closed="left")],
+    "widths": ["array-like"],
+    "beta": [Interval(Real, 0, 1, closed="both")],
+    "n_elbo_samples": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "spectral_norm": ["boolean"],
+    "device": [str, None],
+    "callbacks": [list, None],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+def _check_widths(widths):
+    try:
+        out = tuple(int(w) for w in widths)
+        ok = len(out) > 0 and all(w >= 1 and w == v for w, v in zip(out, widths))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"widths must be a non-empty sequence of positive integers (channels of each "
+            f"residual block), got {widths!r}."
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: str):
+    """Seed torch inside a forked random state, leaving the global state untouched."""
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
+    """Fit/transform plumbing around a private skorch net (``net_``)."""
+
+    _feature_prefix = "z"
+
+    # ------------------------------------------------------------------ fitting
+    def _split(self, n, rng):
+        n_valid = int(round(self.validation_fraction * n))
+        if n_valid < 1 or n - n_valid < 1:
+            return np.arange(n), None
+        perm = rng.permutation(n)
+        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+    def _fit_module(self, module_cls, module_kwargs, inputs, target_key=None):
+        """Train ``module_cls`` on ``inputs`` (array or dict of arrays) and keep the net."""
+        self.widths_ = _check_widths(self.widths)
+        self.device_ = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        self.seed_ = int(rng.randint(_MAX_SEED))
+        n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+        train_idx, valid_idx = self._split(n, rng)
+
+        def take(idx):
+            if idx is None:
+                return None
+            if isinstance(inputs, dict):
+                return {k: v[idx] for k, v in inputs.items()}
+            return inputs[idx]
+
+        module_kwargs = dict(module_kwargs, widths=self.widths_, n_latent=self.n_latent,
+                             spectral=self.spectral_norm)
+        net = make_vae_net(
+            module_cls, module_kwargs,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            beta=self.beta, device=self.device_, verbose=self.verbose,
+            callbacks=self.callbacks, valid_data=take(valid_idx), target_key=target_key,
+        )
+        with _seeded(self.seed_, self.device_):
+            net.initialize()
+            net.fit(take(train_idx), None)
+        net.module_.eval()
+        self.net_ = net
+        self.n_train_ = len(train_idx)
+        self.n_valid_ = 0 if valid_idx is None else len(valid_idx)
+        return self
+
+    # ---------------------------------------------------------------- inference
+    @property
+    def module_(self):
+        """The trained torch module (in evaluation mode)."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    @property
+    def history_(self):
+        """Per-epoch training history as a :class:`pandas.DataFrame`.
+
+        Columns include ``train_loss``, ``train_reconstruction``, ``train_kl``,
+        ``train_elbo`` and, with a validation split, the ``valid_`` versions.
+        """
+        check_is_fitted(self, "net_")
+        return history_frame(self.net_.history)
+
+    def _inference_batch(self, per_item=1):
+        return max(1, (4 * self.batch_size) // per_item)
+
+    def _run(self, fn, arrays, dtypes=None, per_item=1):
+        module = self.module_
+        module.eval()  # keep spectral-norm vectors frozen whatever the caller did
+        return batched(fn, arrays, batch_size=self._inference_batch(per_item),
+                       device=self.device_, dtypes=dtypes)
+
+    def _with_seed(self, seed):
+        return _seeded(seed, self.device_)
+
+    def _check_X(self, X, name="X", n_channels=None):
+        check_is_fitted(self, "net_")
+        return check_images(
+            X, name=name, spatial_ndim=len(self.spatial_shape_),
+            n_channels=self.n_channels_in_ if n_channels is None else n_channels,
+            spatial_shape=self.spatial_shape_,
+        )
+
+    def _check_Z(self, Z, name="Z"):
+        check_is_fitted(self, "net_")
+        Z = np.asarray(Z.to_numpy() if hasattr(Z, "to_numpy") else Z)
+        if Z.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a numeric array, got dtype {Z.dtype}.")
+        if Z.ndim != 2 or Z.shape[1] != self.n_latent:
+            raise ValueError(
+                f"{name} must have shape (n_cells, {self.n_latent}) (n_latent), got {Z.shape}."
+            )
+        if Z.shape[0] == 0:
+            raise ValueError(f"{name} is empty: it holds 0 rows.")
+        if not np.isfinite(Z).all():
+            raise ValueError(f"{name} contains NaN or infinite values.")
+        return np.ascontiguousarray(Z, dtype=np.float32)
+
+    def _prior_draws(self, n, random_state):
+        rng = check_random_state(random_state)
+        return rng.standard_normal((n, self.n_latent)).astype(np.float32)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the latent dimensions, ``<prefix>0`` … ``<prefix>{n_latent-1}``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for scikit-learn API compatibility.
+
+        Returns
+        -------
+        names : ndarray of str
+            One name per latent dimension.
+        """
+        check_is_fitted(self, "net_")
+        return np.asarray([f"{self._feature_prefix}{i}" for i in range(self.n_latent)],
+                          dtype=object)
+
+    def score(self, X, y=None, **kwargs):
+        """Mean per-cell ELBO of ``X`` (higher is better); see ``score_samples``."""
+        return float(np.mean(self.score_samples(X, **kwargs)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,401 @@
+"""ConditionalStructureVAE: structure localization given the cell (the paper's M_T)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Integral
+from sklearn.utils.validation import check_is_fitted
+
+from ..module import ConditionalVAE
+from ..utils import check_channel_index, check_images, check_labels, check_n_samples
+from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator
+
+__all__ = ["ConditionalStructureVAE"]
+
+# Tensor dtypes of the (structure, reference, label code) inputs.
+_DTYPES = [torch.float32, torch.float32, torch.int64]
+
+
+def _labels(y, structures, n, known=None, name="structures"):
+    """The structure labels: ``structures`` when given, else ``y``."""
+    if structures is not None:
+        return check_labels(structures, n, name=name, known=known)
+    return check_labels(y, n, name="y", known=known)
+
+
+class ConditionalStructureVAE(_BaseVAEEstimator):
+    """Conditional β-VAE of one structure channel given the reference image and label.
+
+    The Statistical Cell's model of subcellular structure localization,
+    ``p(x_structure | x_reference, label)``: the reference image (resized to
+    each block's resolution, through a 1×1 convolution) and the one-hot
+    structure label (through a 1×1 convolution, added to every pixel) are
+    injected at every residual block of encoder and decoder. Once fitted it
+    imputes any known structure into any cell, including structures a cell was
+    never imaged with.
+
+    Parameters
+    ----------
+    n_latent : int, default=512
+        Dimension of the conditional latent space.
+    reference_channels : sequence of int or None, default=None
+        Channels of ``X`` that hold the reference image; ``None`` means every
+        channel except ``structure_channel``.
+    structure_channel : int, default=-1
+        Channel of ``X`` that holds the tagged structure (negative counts from
+        the end).
+    widths : sequence of int, default=(32, 64, 128, 256, 512)
+        Channels of the residual blocks.
+    beta : float, default=0.5
+        Weight of the KL term in ``(1 - beta) * reconstruction + beta * KL``.
+    n_elbo_samples : int, default=10
+        Draws of ``z`` averaged by ``score_samples``.
+    max_epochs : int, default=300
+        Training epochs.
+    batch_size : int, default=32
+        Cells per training batch.
+    lr : float, default=2e-4
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Fraction of cells held out to pick the best epoch.
+    spectral_norm : bool, default=True
+        Spectral normalization on every convolution and linear layer.
+    device : str, default="auto"
+        ``"auto"`` uses a CUDA GPU when present, else the CPU.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks passed to the skorch net.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, initialization, batch order and training noise.
+    verbose : int, default=0
+        0 is silent; 1 prints a table per epoch with a progress bar.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The structure labels seen in ``fit``.
+    reference_channels_ : list of int
+        Reference channel indices in ``X``.
+    structure_channel_ : int
+        Structure channel index in ``X``.
+    n_channels_in_ : int
+        Number of channels of ``X`` seen in ``fit``.
+    spatial_shape_ : tuple of int
+        Spatial shape seen in ``fit``.
+    history_ : pandas.DataFrame
+        Per-epoch training history of every ELBO term.
+
+    See Also
+    --------
+    ReferenceVAE : The model of cell and nuclear shape.
+    StatisticalCell : Both models together.
+
+    Examples
+    --------
+    >>> from cellgen import ConditionalStructureVAE
+    >>> from cellgen.datasets import make_cells
+    >>> X, y, meta = make_cells(64, shape=(16, 16), random_state=0)
+    >>> cvae = ConditionalStructureVAE(n_latent=4, widths=(8, 16), max_epochs=2,
+    ...                                random_state=0).fit(X, y)
+    >>> cvae.transform(X, structures=y).shape
+    (64, 4)
+    >>> cvae.impute(X[:2, :2], "nucleoli").shape
+    (2, 1, 16, 16)
+    """
+
+    _parameter_constraints = {
+        **_COMMON_CONSTRAINTS,
+        "reference_channels": ["array-like", None],
+        "structure_channel": [Integral],
+    }
+    _feature_prefix = "struct_z"
+
+    def __init__(
+        self,
+        n_latent=512,
+        *,
+        reference_channels=None,
+        structure_channel=-1,
+        widths=(32, 64, 128, 256, 512),
+        beta=0.5,
+        n_elbo_samples=10,
+        max_epochs=300,
+        batch_size=32,
+        lr=2e-4,
+        validation_fraction=0.1,
+        spectral_norm=True,
+        device="auto",
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_latent = n_latent
+        self.reference_channels = reference_channels
+        self.structure_channel = structure_channel
+        self.widths = widths
+        self.beta = beta
+        self.n_elbo_samples = n_elbo_samples
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.validation_fraction = validation_fraction
+        self.spectral_norm = spectral_norm
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ helpers
+    def _resolve_channels(self, n_channels):
+        s = check_channel_index(self.structure_channel, n_channels, "structure_channel")
+        if self.reference_channels is None:
+            ref = [c for c in range(n_channels) if c != s]
+        else:
+            ref = [check_channel_index(c, n_channels, "reference_channels")
+                   for c in np.atleast_1d(self.reference_channels).tolist()]
+            if s in ref:
+                raise ValueError(
+                    f"reference_channels {ref} include the structure channel {s}."
+                )
+            if len(set(ref)) != len(ref):
+                raise ValueError(f"reference_channels {ref} repeat a channel.")
+        if not ref:
+            raise ValueError(
+                f"X needs at least one reference channel besides the structure channel {s}; "
+                f"it has {n_channels} channel(s)."
+            )
+        return ref, s
+
+    def _encode_labels(self, labels):
+        return self.label_encoder_.transform(labels).astype(np.int64)
+
+    def _split_X(self, X):
+        return (np.ascontiguousarray(X[:, self.reference_channels_]),
+                np.ascontiguousarray(X[:, [self.structure_channel_]]))
+
+    def _check_reference(self, X, name="X"):
+        """Accept reference-only images or full images (structure channel ignored)."""
+        check_is_fitted(self, "net_")
+        X = check_images(X, name=name, spatial_ndim=len(self.spatial_shape_),
+                         spatial_shape=self.spatial_shape_)
+        n_ref = len(self.reference_channels_)
+        if X.shape[1] == n_ref:
+            return X
+        if X.shape[1] == self.n_channels_in_:
+            return np.ascontiguousarray(X[:, self.reference_channels_])
+        raise ValueError(
+            f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
+            f"all {self.n_channels_in_} channels seen in fit."
+        )
+
+    # ------------------------------------------------------------ API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, structures=None):
+        """Fit the conditional model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference channels and the structure channel of each cell.
+        y : array-like of shape (n_cells,)
+            Structure label of each cell.
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels; when given they take precedence over ``y`` (so a
+            Pipeline can route labels here while ``y`` is another target).
+
+        Returns
+        -------
+        self : ConditionalStructureVAE
+            The fitted estimator.
+        """
+        X = check_images(X, min_channels=2)
+        labels = _labels(y, structures, X.shape[0])
+        self.reference_channels_, self.structure_channel_ = self._resolve_channels(X.shape[1])
+        self.n_channels_in_ = X.shape[1]
+        self.spatial_shape_ = tuple(X.shape[2:])
+        self.label_encoder_ = LabelEncoder().fit(labels)
+        self.classes_ = self.label_encoder_.classes_
+        ref, struct = self._split_X(X)
+        inputs = {"x": struct, "reference": ref, "label": self._encode_labels(labels)}
+        module_kwargs = dict(in_channels=1, reference_channels=ref.shape[1],
+                             n_labels=len(self.classes_), spatial_shape=self.spatial_shape_)
+        return self._fit_module(ConditionalVAE, module_kwargs, inputs, target_key="x")
+
+    def fit_transform(self, X, y=None, *, structures=None):
+        """Fit, then return the conditional embedding of the training cells.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference channels and the structure channel of each cell.
+        y : array-like of shape (n_cells,)
+            Structure label of each cell.
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_cells, n_latent)
+            Posterior means.
+        """
+        labels = structures if structures is not None else y
+        return self.fit(X, structures=labels).transform(X, structures=labels)
+
+    def transform(self, X, structures=None):
+        """Conditional embedding: the posterior mean given reference and label.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_cells, n_latent)
+            Posterior means.
+        """
+        X = self._check_X(X)
+        codes = self._encode_labels(
+            check_labels(structures, X.shape[0], name="structures", known=self.classes_))
+        ref, struct = self._split_X(X)
+        return self._run(lambda s, r, c: self.module_.encode(s, r, c)[0], [struct, ref, codes],
+                         dtypes=_DTYPES)
+
+    def inverse_transform(self, Z, *, reference, structures):
+        """Decode conditional latent vectors into structure images in given cells.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_cells, n_latent)
+            Conditional latent vectors.
+        reference : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference images (reference channels only, or all channels).
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell.
+
+        Returns
+        -------
+        X : ndarray of shape (n_cells, 1, [Z,] Y, X)
+            Decoded structure images.
+        """
+        Z = self._check_Z(Z)
+        ref = self._check_reference(reference, name="reference")
+        if len(ref) != len(Z):
+            raise ValueError(
+                f"Z has {len(Z)} rows but reference holds {len(ref)} cells."
+            )
+        codes = self._encode_labels(
+            check_labels(structures, len(Z), name="structures", known=self.classes_))
+        return self._run(self.module_.decode, [Z, ref, codes], dtypes=_DTYPES)
+
+    def sample(self, X, structures, random_state=None):
+        """Draw one structure image per cell from ``p(x_structure | x_reference, label)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference images (reference channels only, or all channels).
+        structures : array-like of shape (n_cells,) or a single label
+            The structure to generate in each cell; any label seen in ``fit``.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        X_structure : ndarray of shape (n_cells, 1, [Z,] Y, X)
+            Generated structure channels.
+        """
+        ref = self._check_reference(X)
+        return self.inverse_transform(self._prior_draws(len(ref), random_state),
+                                      reference=ref, structures=structures)
+
+    def impute(self, X, structures, n_samples=None, random_state=None):
+        """Impute a structure into given cells.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference images (reference channels only, or all channels).
+        structures : array-like of shape (n_cells,) or a single label
+            The structure to impute into each cell.
+        n_samples : int or None, default=None
+            ``None`` returns one image per cell decoded at the prior mean
+            ``z = 0``, the most typical localization; an int returns that many
+            random draws per cell.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws when ``n_samples`` is an int.
+
+        Returns
+        -------
+        X_structure : ndarray
+            ``(n_cells, 1, [Z,] Y, X)`` when ``n_samples`` is None, else
+            ``(n_cells, n_samples, 1, [Z,] Y, X)``.
+        """
+        ref = self._check_reference(X)
+        n = len(ref)
+        labels = check_labels(structures, n, name="structures", known=self.classes_)
+        if n_samples is None:
+            Z = np.zeros((n, self.n_latent), dtype=np.float32)
+            return self.inverse_transform(Z, reference=ref, structures=labels)
+        k = check_n_samples(n_samples)
+        Z = self._prior_draws(n * k, random_state)
+        out = self.inverse_transform(Z, reference=np.repeat(ref, k, axis=0),
+                                     structures=np.repeat(labels, k))
+        return out.reshape(n, k, *out.shape[1:])
+
+    def score_samples(self, X, structures=None):
+        """Per-cell conditional ELBO, a lower bound on ``log p(x_s | x_r, label)``.
+
+        Averaged over ``n_elbo_samples`` draws of ``z``; seeded, so repeated
+        calls give identical values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required).
+
+        Returns
+        -------
+        elbo : ndarray of shape (n_cells,)
+            Higher means more typical.
+        """
+        X = self._check_X(X)
+        codes = self._encode_labels(
+            check_labels(structures, X.shape[0], name="structures", known=self.classes_))
+        ref, struct = self._split_X(X)
+        k = self.n_elbo_samples
+        with self._with_seed(self.seed_):
+            return self._run(lambda s, r, c: self.module_.elbo(s, r, c, n_samples=k),
+                             [struct, ref, codes], dtypes=_DTYPES, per_item=k)
+
+    def score(self, X, y=None, *, structures=None):
+        """Mean per-cell conditional ELBO (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        y : array-like of shape (n_cells,) or None
+            Structure labels (used when ``structures`` is None).
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``.
+
+        Returns
+        -------
+        score : float
+            Mean of ``score_samples``.
+        """
+        labels = structures if structures is not None else y
+        return float(np.mean(self.score_samples(X, structures=labels)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+

@@ -1,0 +1,335 @@
+"""StatisticalCell: the reference and conditional models together."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Integral
+from sklearn.utils.validation import check_is_fitted
+
+from ..utils import check_channel_index, check_images, check_labels, check_n_samples
+from ._conditional import ConditionalStructureVAE, _labels
+from ._reference import ReferenceVAE
+
+__all__ = ["StatisticalCell"]
+
+
+class StatisticalCell(TransformerMixin, BaseEstimator):
+    """The Statistical Cell: ``p(x_r, x_s | s) = p(x_r) p(x_s | x_r, s)``.
+
+    Composes a :class:`ReferenceVAE` of the reference channels (cell membrane
+    and DNA) with a :class:`ConditionalStructureVAE` of the structure channel
+    given the reference and the structure label. The two are trained
+    independently on the same cells, as in the paper.
+
+    Parameters
+    ----------
+    reference_model : ReferenceVAE or None, default=None
+        Unfitted model of the reference channels (cloned in ``fit``);
+        ``None`` uses ``ReferenceVAE()`` with the paper's settings.
+    structure_model : ConditionalStructureVAE or None, default=None
+        Unfitted conditional model (cloned in ``fit``; its channel parameters
+        are set from this estimator's); ``None`` uses
+        ``ConditionalStructureVAE()``.
+    reference_channels : sequence of int or None, default=None
+        Channels of ``X`` holding the reference; ``None`` means every channel
+        except ``structure_channel``.
+    structure_channel : int, default=-1
+        Channel of ``X`` holding the tagged structure.
+
+    Attributes
+    ----------
+    reference_model_ : ReferenceVAE
+        The fitted reference model.
+    structure_model_ : ConditionalStructureVAE
+        The fitted conditional model.
+    classes_ : ndarray
+        Structure labels seen in ``fit``.
+    reference_channels_ : list of int
+        Reference channel indices.
+    structure_channel_ : int
+        Structure channel index.
+    n_channels_in_ : int
+        Channels of ``X`` seen in ``fit``.
+    spatial_shape_ : tuple of int
+        Spatial shape seen in ``fit``.
+
+    See Also
+    --------
+    ReferenceVAE, ConditionalStructureVAE
+
+    Examples
+    --------
+    >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+    >>> from cellgen.datasets import make_cells
+    >>> X, y, meta = make_cells(64, shape=(16, 16), random_state=0)
+    >>> small = dict(n_latent=4, widths=(8, 16), max_epochs=2, random_state=0)
+    >>> cell = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
+    >>> cell.fit(X, y).transform(X, structures=y).shape
+    (64, 8)
+    >>> cell.impute(X[:2], ["nucleoli", "cell_periphery"]).shape
+    (2, 4, 16, 16)
+    >>> images, labels = cell.sample(3, random_state=0)
+    >>> images.shape
+    (3, 3, 16, 16)
+    """
+
+    _parameter_constraints = {
+        "reference_model": [HasMethods(["fit", "transform", "score_samples"]), None],
+        "structure_model": [HasMethods(["fit", "transform", "score_samples"]), None],
+        "reference_channels": ["array-like", None],
+        "structure_channel": [Integral],
+    }
+
+    def __init__(self, reference_model=None, structure_model=None, *,
+                 reference_channels=None, structure_channel=-1):
+        self.reference_model = reference_model
+        self.structure_model = structure_model
+        self.reference_channels = reference_channels
+        self.structure_channel = structure_channel
+
+    # ------------------------------------------------------------ helpers
+    def _reference_of(self, X, name="X"):
+        """Reference channels of ``X``: reference-only images or full images."""
+        check_is_fitted(self, "structure_model_")
+        X = check_images(X, name=name, spatial_ndim=len(self.spatial_shape_),
+                         spatial_shape=self.spatial_shape_)
+        n_ref = len(self.reference_channels_)
+        if X.shape[1] == n_ref:
+            return X
+        if X.shape[1] == self.n_channels_in_:
+            return np.ascontiguousarray(X[:, self.reference_channels_])
+        raise ValueError(
+            f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
+            f"all {self.n_channels_in_} channels seen in fit."
+        )
+
+    def _check_full(self, X):
+        check_is_fitted(self, "structure_model_")
+        return check_images(X, spatial_ndim=len(self.spatial_shape_),
+                            n_channels=self.n_channels_in_, spatial_shape=self.spatial_shape_)
+
+    def _conditional_input(self, X):
+        # The conditional model sees [reference..., structure] in that order.
+        return np.ascontiguousarray(X[:, [*self.reference_channels_, self.structure_channel_]])
+
+    # ------------------------------------------------------------ API
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None, *, structures=None):
+        """Fit the reference model and the conditional structure model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference channels and structure channel of each cell.
+        y : array-like of shape (n_cells,)
+            Structure label of each cell (used when ``structures`` is None).
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``; in a Pipeline,
+            route them here with ``set_fit_request(structures=True)`` when
+            ``y`` is another target (for example the cell-cycle phase).
+
+        Returns
+        -------
+        self : StatisticalCell
+            The fitted estimator.
+        """
+        X = check_images(X, min_channels=2)
+        labels = _labels(y, structures, X.shape[0])
+        probe = ConditionalStructureVAE(reference_channels=self.reference_channels,
+                                        structure_channel=self.structure_channel)
+        self.reference_channels_, self.structure_channel_ = probe._resolve_channels(X.shape[1])
+        self.n_channels_in_ = X.shape[1]
+        self.spatial_shape_ = tuple(X.shape[2:])
+        n_ref = len(self.reference_channels_)
+        ref_model = clone(self.reference_model) if self.reference_model is not None \
+            else ReferenceVAE()
+        struct_model = clone(self.structure_model) if self.structure_model is not None \
+            else ConditionalStructureVAE()
+        struct_model.set_params(reference_channels=list(range(n_ref)), structure_channel=n_ref)
+        self.reference_model_ = ref_model.fit(np.ascontiguousarray(X[:, self.reference_channels_]))
+        self.structure_model_ = struct_model.fit(self._conditional_input(X), structures=labels)
+        self.classes_ = self.structure_model_.classes_
+        return self
+
+    def fit_transform(self, X, y=None, *, structures=None):
+        """Fit, then return ``[z_reference, z_structure]`` of the training cells.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Reference channels and structure channel of each cell.
+        y : array-like of shape (n_cells,) or None
+            Structure labels (used when ``structures`` is None).
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_cells, n_latent_reference + n_latent_structure)
+            Concatenated posterior means.
+        """
+        labels = structures if structures is not None else y
+        return self.fit(X, structures=labels).transform(X, structures=labels)
+
+    def transform(self, X, structures=None):
+        """Embed cells: ``[z_reference, z_structure]`` posterior means.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required for the conditional part).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_cells, n_latent_reference + n_latent_structure)
+            Concatenated posterior means.
+        """
+        X = self._check_full(X)
+        z_ref = self.reference_model_.transform(X[:, self.reference_channels_])
+        z_struct = self.structure_model_.transform(self._conditional_input(X),
+                                                   structures=structures)
+        return np.hstack([z_ref, z_struct])
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the concatenated latent dimensions (``ref_z*`` then ``struct_z*``).
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for scikit-learn API compatibility.
+
+        Returns
+        -------
+        names : ndarray of str
+            One name per output column of ``transform``.
+        """
+        check_is_fitted(self, "structure_model_")
+        return np.concatenate([self.reference_model_.get_feature_names_out(),
+                               self.structure_model_.get_feature_names_out()])
+
+    def sample(self, n_samples=1, structures=None, random_state=None):
+        """Generate whole cells: a reference from ``p(x_r)``, then a structure in it.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of cells.
+        structures : array-like of shape (n_samples,), a single label or None
+            Structure of each generated cell; ``None`` draws labels uniformly
+            from ``classes_``.
+        random_state : int, RandomState instance or None, default=None
+            Seeds all draws.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_channels, [Z,] Y, X)
+            Generated cells, channels in the order seen in ``fit``.
+        structures : ndarray of shape (n_samples,)
+            The structure label of each generated cell.
+        """
+        check_is_fitted(self, "structure_model_")
+        n = check_n_samples(n_samples)
+        rng = check_random_state(random_state)
+        if structures is None:
+            labels = self.classes_[rng.randint(len(self.classes_), size=n)]
+        else:
+            labels = check_labels(structures, n, name="structures", known=self.classes_)
+        ref = self.reference_model_.sample(n, random_state=rng)
+        struct = self.structure_model_.sample(ref, labels, random_state=rng)
+        out = np.empty((n, self.n_channels_in_, *self.spatial_shape_), dtype=np.float32)
+        out[:, self.reference_channels_] = ref
+        out[:, self.structure_channel_] = struct[:, 0]
+        return out, labels
+
+    def impute(self, X, structures=None, n_samples=None, random_state=None):
+        """The integrated cell: impute every requested structure into each given cell.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Cells given by their reference channels (or all channels; the
+            structure channel is then ignored).
+        structures : sequence of labels, a single label or None, default=None
+            Structures to impute into every cell; ``None`` imputes all of
+            ``classes_``.
+        n_samples : int or None, default=None
+            ``None`` gives one image per structure decoded at the prior mean
+            (the most typical localization); an int gives that many draws.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        X_integrated : ndarray
+            The reference channels followed by one channel per requested
+            structure: ``(n_cells, n_ref + n_structures, [Z,] Y, X)``, or
+            ``(n_cells, n_samples, n_ref + n_structures, [Z,] Y, X)`` with
+            ``n_samples``.
+        """
+        ref = self._reference_of(X)
+        if structures is None:
+            requested = list(self.classes_)
+        else:
+            requested = np.atleast_1d(np.asarray(structures, dtype=object)).tolist()
+            check_labels(np.asarray(requested, dtype=object), len(requested),
+                         name="structures", known=self.classes_)
+        rng = check_random_state(random_state)
+        if n_samples is None:
+            channels, axis = [ref], 1
+        else:
+            k = check_n_samples(n_samples)
+            channels, axis = [np.repeat(ref[:, None], k, axis=1)], 2
+        for label in requested:
+            channels.append(self.structure_model_.impute(ref, label, n_samples=n_samples,
+                                                         random_state=rng))
+        return np.concatenate(channels, axis=axis)
+
+    def score_samples(self, X, structures=None):
+        """Per-cell ELBO of the whole cell: ``ELBO(x_r) + ELBO(x_s | x_r, s)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell.
+
+        Returns
+        -------
+        elbo : ndarray of shape (n_cells,)
+            Higher means more typical.
+        """
+        X = self._check_full(X)
+        return (self.reference_model_.score_samples(X[:, self.reference_channels_])
+                + self.structure_model_.score_samples(self._conditional_input(X),
+                                                      structures=structures))
+
+    def score(self, X, y=None, *, structures=None):
+        """Mean whole-cell ELBO (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        y : array-like of shape (n_cells,) or None
+            Structure labels (used when ``structures`` is None).
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``.
+
+        Returns
+        -------
+        score : float
+            Mean of ``score_samples``.
+        """
+        labels = structures if structures is not None else y
+        return float(np.mean(self.score_samples(X, structures=labels)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.target_tags.required = True
+        return tags

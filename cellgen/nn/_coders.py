@@ -1,0 +1,167 @@
+"""Encoder and decoder stacks built from the residual blocks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._blocks import Conditioning, ResidualDown, ResidualUp, maybe_spectral_norm
+
+__all__ = ["Encoder", "Decoder"]
+
+
+def _bottom_shape(spatial_shape, depth):
+    factor = 2**depth
+    bad = [s for s in spatial_shape if s % factor]
+    if bad:
+        raise ValueError(
+            f"spatial shape {tuple(spatial_shape)} must be divisible by 2**depth = {factor} "
+            "on every axis; pad the images first."
+        )
+    return tuple(s // factor for s in spatial_shape)
+
+
+class Encoder(nn.Module):
+    """Residual encoder to the mean and log-variance of a diagonal Gaussian.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the encoded image.
+    spatial_shape : tuple of int
+        Spatial shape, divisible by ``2 ** len(widths)`` on every axis.
+    widths : sequence of int
+        Output channels of each residual block; every block halves the image.
+    n_latent : int
+        Dimension of the latent space.
+    reference_channels : int, default=0
+        Channels of a conditioning reference image injected at every block.
+    n_labels : int, default=0
+        Number of structure labels injected at every block.
+    spectral : bool, default=True
+        Spectral normalization on every convolution and linear layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cellgen.nn import Encoder
+    >>> enc = Encoder(2, (16, 16), widths=(4, 8), n_latent=3)
+    >>> [t.shape for t in enc(torch.zeros(5, 2, 16, 16))]
+    [torch.Size([5, 3]), torch.Size([5, 3])]
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        spatial_shape,
+        widths,
+        n_latent,
+        reference_channels=0,
+        n_labels=0,
+        spectral=True,
+    ):
+        super().__init__()
+        ndim = len(spatial_shape)
+        widths = list(widths)
+        bottom = _bottom_shape(spatial_shape, len(widths))
+        chans = [in_channels, *widths]
+        self.blocks = nn.ModuleList(
+            ResidualDown(chans[i], chans[i + 1], ndim, spectral) for i in range(len(widths))
+        )
+        self.conditional = reference_channels > 0 or n_labels > 0
+        self.conds = nn.ModuleList(
+            Conditioning(reference_channels, n_labels, w, ndim, spectral) for w in widths
+        ) if self.conditional else None
+        n_flat = widths[-1] * math.prod(bottom)
+        self.fc_mu = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
+        self.fc_logvar = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
+
+    def forward(self, x, reference_levels=None, label=None):
+        """Encode ``x``; ``reference_levels[i + 1]`` conditions block ``i``."""
+        h = x
+        for i, block in enumerate(self.blocks):
+            cond = (
+                self.conds[i](None if reference_levels is None else reference_levels[i + 1], label)
+                if self.conditional
+                else None
+            )
+            h = block(h, cond)
+        h = h.flatten(1)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+
+class Decoder(nn.Module):
+    """Residual decoder from a latent vector to an image.
+
+    A linear layer maps the latent vector to the coarsest feature map; residual
+    up blocks then double the resolution, the widths in reverse, the last block
+    producing ``out_channels``.
+
+    Parameters
+    ----------
+    out_channels : int
+        Channels of the decoded image.
+    spatial_shape : tuple of int
+        Spatial shape of the output, divisible by ``2 ** len(widths)``.
+    widths : sequence of int
+        The encoder's widths (used in reverse).
+    n_latent : int
+        Dimension of the latent space.
+    reference_channels : int, default=0
+        Channels of a conditioning reference image injected at every block.
+    n_labels : int, default=0
+        Number of structure labels injected at every block.
+    spectral : bool, default=True
+        Spectral normalization on every convolution and linear layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cellgen.nn import Decoder
+    >>> Decoder(2, (16, 16), widths=(4, 8), n_latent=3)(torch.zeros(5, 3)).shape
+    torch.Size([5, 2, 16, 16])
+    """
+
+    def __init__(
+        self,
+        out_channels,
+        spatial_shape,
+        widths,
+        n_latent,
+        reference_channels=0,
+        n_labels=0,
+        spectral=True,
+    ):
+        super().__init__()
+        ndim = len(spatial_shape)
+        widths = list(widths)
+        self.depth = len(widths)
+        self.bottom = _bottom_shape(spatial_shape, self.depth)
+        self.top_channels = widths[-1]
+        self.fc = maybe_spectral_norm(
+            nn.Linear(n_latent, widths[-1] * math.prod(self.bottom)), spectral
+        )
+        chans = [*widths[::-1], out_channels]
+        self.blocks = nn.ModuleList(
+            ResidualUp(chans[i], chans[i + 1], ndim, final=i == self.depth - 1, spectral=spectral)
+            for i in range(self.depth)
+        )
+        self.conditional = reference_channels > 0 or n_labels > 0
+        self.conds = nn.ModuleList(
+            Conditioning(reference_channels, n_labels, c, ndim, spectral) for c in chans[1:]
+        ) if self.conditional else None
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, z, reference_levels=None, label=None):
+        """Decode ``z``; block ``i`` is conditioned at its output resolution."""
+        h = self.act(self.fc(z)).reshape(z.shape[0], self.top_channels, *self.bottom)
+        for i, block in enumerate(self.blocks):
+            cond = None
+            if self.conditional:
+                level = self.depth - 1 - i
+                ref = None if reference_levels is None else reference_levels[level]
+                cond = self.conds[i](ref, label)
+            h = block(h, cond)
+        return h

@@ -1,0 +1,13 @@
+"""Training glue: the skorch net, callbacks and batched inference."""
+
+from ._callbacks import RestoreBestWeights
+from ._net import VAENet, batched, history_frame, make_vae_net, resolve_device
+
+__all__ = [
+    "VAENet",
+    "make_vae_net",
+    "RestoreBestWeights",
+    "resolve_device",
+    "batched",
+    "history_frame",
+]

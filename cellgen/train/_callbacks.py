@@ -1,0 +1,56 @@
+"""skorch callbacks used by the cellgen estimators."""
+
+from __future__ import annotations
+
+import copy
+
+from skorch.callbacks import Callback
+
+__all__ = ["RestoreBestWeights"]
+
+
+class RestoreBestWeights(Callback):
+    """Keep the weights of the epoch with the best validation loss, restore them at the end.
+
+    The paper keeps the model with the highest validation ELBO; the copy lives in
+    memory (on the CPU) so no file is written.
+
+    Parameters
+    ----------
+    monitor : str, default="valid_loss_best"
+        History key that is True on an improving epoch.
+
+    Attributes
+    ----------
+    best_epoch_ : int or None
+        The epoch whose weights were restored.
+
+    Examples
+    --------
+    >>> from cellgen.train import RestoreBestWeights
+    >>> RestoreBestWeights().monitor
+    'valid_loss_best'
+    """
+
+    def __init__(self, monitor="valid_loss_best"):
+        self.monitor = monitor
+
+    def initialize(self):
+        """Forget any weights kept from an earlier fit."""
+        self.best_state_ = None
+        self.best_epoch_ = None
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        """Copy the weights when the monitored key says this epoch improved."""
+        row = net.history[-1]
+        if row.get(self.monitor, False):
+            self.best_state_ = {
+                k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()
+            }
+            self.best_epoch_ = row["epoch"]
+
+    def on_train_end(self, net, **kwargs):
+        """Load the best weights back into the module."""
+        if self.best_state_ is not None:
+            net.module_.load_state_dict(copy.deepcopy(self.best_state_))
