@@ -1,0 +1,25 @@
+"""Figures of cell images, latent spaces and training histories.
+
+Built on matplotlib alone. Every function returns a
+:class:`matplotlib.figure.Figure` made without pyplot, so nothing is shown and
+nothing lingers in pyplot's registry; save a figure with ``fig.savefig``.
+"""
+
+from ._images import (
+    composite,
+    plot_channels,
+    plot_image_grid,
+    plot_reconstructions,
+    project,
+)
+from ._latent import plot_history, plot_latent_ranking
+
+__all__ = [
+    "project",
+    "composite",
+    "plot_image_grid",
+    "plot_reconstructions",
+    "plot_channels",
+    "plot_latent_ranking",
+    "plot_history",
+]
