@@ -36,7 +36,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "numpydoc>=1.6"],
+        "test": ["pytest>=7", "numpydoc>=1.6", "sphinx>=7"],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },
     entry_points={"console_scripts": ["cellgen=cellgen.cli:main"]},

@@ -54,7 +54,7 @@ def _fraction_in_mask(images, masks):
 
 
 def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
-        widths=(16, 32, 64, 128), input_path=None, test_fraction=0.1, random_state=0,
+        widths=(16, 32, 64, 128), beta=0.05, input_path=None, test_fraction=0.1, random_state=0,
         device="auto", verbose=0):
     """Fit a StatisticalCell and write a report with figures into ``out``.
 
@@ -74,6 +74,9 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
         Latent dimension of each model.
     widths : tuple of int, default=(16, 32, 64, 128)
         Channels of the residual blocks.
+    beta : float, default=0.05
+        KL weight of Eq. 3; small images need a small value (the
+        reconstruction term grows with the number of pixels).
     input_path : str or None, default=None
         An ``.npz`` file with arrays ``X`` (cells, channels last-but-spatial,
         structure channel last) and ``y`` (structure labels) instead of
@@ -104,8 +107,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     from . import ConditionalStructureVAE, ReferenceVAE, StatisticalCell, __version__
     from .analysis import rank_latent_dimensions
     from .datasets import make_cells
-    from .plotting import (plot_history, plot_image_grid, plot_latent_ranking,
-                           plot_reconstructions)
+    from .plotting import plot_history, plot_image_grid, plot_latent_ranking, plot_reconstructions
 
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
@@ -123,6 +125,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
 
     params = dict(n_latent=n_latent, widths=tuple(widths), max_epochs=max_epochs, lr=1e-3,
+                  beta=beta,
                   device=device, verbose=verbose)
     model = StatisticalCell(ReferenceVAE(random_state=random_state, **params),
                             ConditionalStructureVAE(random_state=random_state + 1, **params))
@@ -295,6 +298,7 @@ def main(argv=None):
     p.add_argument("--n-latent", type=int, default=32)
     p.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
                    default=(16, 32, 64, 128), help="e.g. 32,64,128,256,512")
+    p.add_argument("--beta", type=float, default=0.05, help="KL weight of Eq. 3, in [0, 1]")
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("-v", "--verbose", action="count", default=0)

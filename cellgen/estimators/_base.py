@@ -87,14 +87,10 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                 return {k: v[idx] for k, v in inputs.items()}
             return inputs[idx]
 
-        module_kwargs = dict(module_kwargs, widths=self.widths_, n_latent=self.n_latent,
-                             spectral=self.spectral_norm)
-        net = make_vae_net(
-            module_cls, module_kwargs,
-            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-            beta=self.beta, device=self.device_, verbose=self.verbose,
-            callbacks=self.callbacks, valid_data=take(valid_idx), target_key=target_key,
-        )
+        self._net_spec_ = (module_cls, dict(module_kwargs, widths=self.widths_,
+                                            n_latent=self.n_latent, spectral=self.spectral_norm),
+                           target_key)
+        net = self._make_net(valid_data=take(valid_idx))
         with _seeded(self.seed_, self.device_):
             net.initialize()
             net.fit(take(train_idx), None)
@@ -103,6 +99,44 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         self.n_train_ = len(train_idx)
         self.n_valid_ = 0 if valid_idx is None else len(valid_idx)
         return self
+
+    def _make_net(self, valid_data=None):
+        module_cls, module_kwargs, target_key = self._net_spec_
+        return make_vae_net(
+            module_cls, module_kwargs,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            beta=self.beta, device=self.device_, verbose=self.verbose,
+            callbacks=self.callbacks, valid_data=valid_data, target_key=target_key,
+        )
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        # Spectral-norm parametrizations cannot be pickled as modules, so the
+        # fitted net travels as its weights and history and is rebuilt on load.
+        state = dict(self.__dict__)
+        net = state.pop("net_", None)
+        if net is not None:
+            state["_net_payload"] = {
+                "module_state": {k: v.detach().cpu() for k, v in
+                                 net.module_.state_dict().items()},
+                "history": [dict(row) for row in net.history],
+            }
+        return state
+
+    def __setstate__(self, state):
+        payload = state.pop("_net_payload", None)
+        self.__dict__.update(state)
+        if payload is not None:
+            from skorch.history import History
+
+            if str(self.device_).startswith("cuda") and not torch.cuda.is_available():
+                self.device_ = "cpu"  # a model fitted on a GPU still loads on a CPU
+            net = self._make_net()
+            net.initialize()
+            net.module_.load_state_dict(payload["module_state"])
+            net.module_.eval()
+            net.history = History(payload["history"])
+            self.net_ = net
 
     # ---------------------------------------------------------------- inference
     @property

@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Integral
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils import check_channel_index, check_images, check_labels, check_n_samples
+from ..utils import check_images, check_labels, check_n_samples
 from ._conditional import ConditionalStructureVAE, _labels
 from ._reference import ReferenceVAE
 

@@ -31,7 +31,7 @@ __all__ = ["LossOutput", "VAE", "ConditionalVAE", "gaussian_kl"]
 class LossOutput:
     """Typed record of the ELBO terms of one batch.
 
-    Attributes
+    Parameters
     ----------
     loss : torch.Tensor
         Scalar objective minimised in training, the batch mean of
@@ -246,7 +246,8 @@ class ConditionalVAE(_BaseVAE):
     >>> import torch
     >>> from cellgen.module import ConditionalVAE
     >>> cvae = ConditionalVAE(1, 2, 4, (16, 16), widths=(4, 8), n_latent=3)
-    >>> out = cvae(torch.rand(5, 1, 16, 16), torch.rand(5, 2, 16, 16), torch.tensor([0, 1, 2, 3, 0]))
+    >>> x, ref = torch.rand(5, 1, 16, 16), torch.rand(5, 2, 16, 16)
+    >>> out = cvae(x, ref, torch.tensor([0, 1, 2, 3, 0]))
     >>> out[0].shape
     torch.Size([5, 1, 16, 16])
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = [
@@ -31,12 +32,31 @@ def _check_ndim(ndim: int) -> int:
     return ndim
 
 
-def maybe_spectral_norm(layer: nn.Module, enabled: bool = True) -> nn.Module:
+class _Gain(nn.Module):
+    """Multiply a (spectrally normalized) weight by a learned scalar."""
+
+    def __init__(self, init: float):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.gain * weight
+
+
+def maybe_spectral_norm(layer: nn.Module, enabled: bool = True, gain: bool = True) -> nn.Module:
     """Wrap a convolution or linear layer in spectral normalization.
 
     The parametrization runs its power iteration only in training mode; in
     evaluation mode it reuses the stored singular vectors, so a model in
     ``eval()`` maps the same input to the same output on every call.
+
+    With ``gain=True`` the normalized weight is multiplied by a learned scalar
+    initialized to the layer's initial spectral norm, so the network starts as
+    PyTorch's default initialization and SN acts as a reparameterization
+    (direction and scale learned separately). Without it, a network with no
+    normalization layers is held to a Lipschitz constant near 1 per layer and,
+    measured on synthetic cells, its decoder learns nothing better than the
+    mean image in the time an unconstrained one needs to fit.
 
     Parameters
     ----------
@@ -44,6 +64,8 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool = True) -> nn.Module:
         A layer with a ``weight`` parameter.
     enabled : bool, default=True
         Return ``layer`` unchanged when False.
+    gain : bool, default=True
+        Add the learned scalar gain.
 
     Returns
     -------
@@ -62,7 +84,14 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool = True) -> nn.Module:
         return layer
     # ConvTranspose keeps output channels on weight axis 1.
     dim = 1 if isinstance(layer, (nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
-    return spectral_norm(layer, dim=dim)
+    if gain:
+        w = layer.weight.detach()
+        w = w.transpose(0, 1) if dim == 1 else w
+        init = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item()
+    layer = spectral_norm(layer, dim=dim)
+    if gain:
+        parametrize.register_parametrization(layer, "weight", _Gain(init))
+    return layer
 
 
 def downsample_pyramid(x: torch.Tensor, n_levels: int) -> list[torch.Tensor]:

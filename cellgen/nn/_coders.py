@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from ._blocks import Conditioning, ResidualDown, ResidualUp, maybe_spectral_norm

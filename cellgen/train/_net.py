@@ -53,7 +53,9 @@ def resolve_device(device: str | torch.device | None) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.") from exc
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but no CUDA GPU is available.")
     return str(dev)
@@ -142,6 +144,16 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
     -------
     net : VAENet
         An uninitialized net.
+
+    Examples
+    --------
+    >>> from cellgen.module import VAE
+    >>> from cellgen.train import make_vae_net
+    >>> net = make_vae_net(VAE, dict(in_channels=2, spatial_shape=(16, 16), widths=(8,),
+    ...                    n_latent=4), max_epochs=1, batch_size=8, lr=1e-3, beta=0.5,
+    ...                    device="cpu", verbose=0, callbacks=None)
+    >>> net.max_epochs
+    1
     """
     cbs = []
     for prefix in ("train", "valid") if valid_data is not None else ("train",):

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+
+from cellgen.cli import main
+from cellgen.datasets import make_cells
+
+TINY_ARGS = ["--n-cells", "60", "--shape", "16,16", "--epochs", "1", "--n-latent", "4",
+             "--widths", "8,16"]
+
+
+def test_run_writes_report_and_figures(tmp_path):
+    out = tmp_path / "results"
+    assert main(["run", "--out", str(out), *TINY_ARGS]) == 0
+    for name in ("report.md", "metrics.json", "reconstructions.png", "generated.png",
+                 "imputed.png", "latent_ranking.png", "history_reference.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_test"] == 60
+    assert set(metrics["imputation"]) == set(metrics["structures"])
+    report = (out / "report.md").read_text()
+    assert "Reference latent dimensions, ranked" in report
+    assert not [p for p in out.iterdir() if p.name.startswith(".cellgen-")]
+
+
+def test_run_3d(tmp_path):
+    out = tmp_path / "r3"
+    args = ["--n-cells", "24", "--shape", "8,16,16", "--epochs", "1", "--n-latent", "2",
+            "--widths", "4,8"]
+    assert main(["run", "--out", str(out), *args]) == 0
+    assert json.loads((out / "metrics.json").read_text())["n_test"] >= 1
+
+
+def test_run_on_npz_input(tmp_path):
+    X, y, _ = make_cells(40, shape=(16, 16), structures=["nucleoli", "cell_periphery"],
+                         random_state=0)
+    path = tmp_path / "cells.npz"
+    np.savez(path, X=X, y=y.astype(str))
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--input", str(path), "--epochs", "1",
+                 "--n-latent", "2", "--widths", "8,16"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["structures"] == \
+        ["cell_periphery", "nucleoli"]
+
+
+def test_bad_input_file_is_named(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=np.zeros((2, 3, 16, 16)))
+    with pytest.raises(SystemExit, match="lacks the arrays"):
+        main(["run", "--out", str(tmp_path / "r"), "--input", str(path)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["run", "--out", str(tmp_path / "r"), "--input", str(tmp_path / "nope.npz")])
+
+
+def test_bad_arguments_exit_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--shape", "4,4"])
+    assert "shape" in capsys.readouterr().err

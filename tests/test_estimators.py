@@ -1,0 +1,261 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+from cellgen.datasets import make_cells
+
+from .conftest import TINY
+
+ESTIMATORS = [ReferenceVAE(**TINY), ConditionalStructureVAE(**TINY),
+              StatisticalCell(ReferenceVAE(**TINY), ConditionalStructureVAE(**TINY))]
+IDS = ["reference", "conditional", "statcell"]
+
+
+def _fit(est, X, y):
+    return est.fit(X[:, :2]) if isinstance(est, ReferenceVAE) else est.fit(X, y)
+
+
+def _transform(est, X, y):
+    return est.transform(X[:, :2]) if isinstance(est, ReferenceVAE) else \
+        est.transform(X, structures=y)
+
+
+# --------------------------------------------------------------- sklearn contract
+@pytest.mark.parametrize("est", ESTIMATORS, ids=IDS)
+def test_sklearn_parameter_checks(est):
+    name = type(est).__name__
+    check_no_attributes_set_in_init(name, clone(est))
+    check_get_params_invariance(name, clone(est))
+    check_set_params(name, clone(est))
+    check_parameters_default_constructible(name, clone(est))
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=IDS)
+def test_clone_keeps_params_and_drops_fit(est, cells2d):
+    X, y, _ = cells2d
+    fitted = _fit(clone(est), X, y)
+    copy = clone(fitted)
+    assert copy.get_params().keys() == fitted.get_params().keys()
+    with pytest.raises(NotFittedError):
+        _transform(copy, X, y)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=IDS)
+def test_fit_returns_self(est, cells2d):
+    X, y, _ = cells2d
+    est = clone(est)
+    assert _fit(est, X[:32], y[:32]) is est
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=IDS)
+def test_not_fitted_errors(est, cells2d):
+    X, y, _ = cells2d
+    est = clone(est)
+    with pytest.raises(NotFittedError):
+        _transform(est, X, y)
+    with pytest.raises(NotFittedError):
+        est.score_samples(X[:, :2]) if isinstance(est, ReferenceVAE) else \
+            est.score_samples(X, structures=y)
+
+
+@pytest.mark.parametrize("fixture", ["reference2d", "conditional2d", "statcell2d"])
+def test_pickle_round_trip(fixture, request, cells2d):
+    est = request.getfixturevalue(fixture)
+    X, y, _ = cells2d
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(_transform(est, X, y), _transform(again, X, y))
+
+
+# --------------------------------------------------------------- reference model
+def test_reference_methods_shapes(reference2d, cells2d):
+    X, _, _ = cells2d
+    Xr = X[:, :2]
+    Z = reference2d.transform(Xr)
+    assert Z.shape == (len(X), 4) and Z.dtype == np.float32
+    assert reference2d.inverse_transform(Z).shape == Xr.shape
+    assert reference2d.sample(5, random_state=0).shape == (5, *Xr.shape[1:])
+    scores = reference2d.score_samples(Xr)
+    assert scores.shape == (len(X),) and np.all(scores < 0)
+    assert reference2d.score(Xr) == pytest.approx(scores.mean())
+    assert list(reference2d.get_feature_names_out()) == [f"ref_z{i}" for i in range(4)]
+
+
+def test_history_has_every_elbo_term(reference2d):
+    hist = reference2d.history_
+    assert isinstance(hist, pd.DataFrame) and len(hist) == TINY["max_epochs"]
+    for split in ("train", "valid"):
+        for term in ("loss", "reconstruction", "kl", "elbo"):
+            assert np.isfinite(hist[f"{split}_{term}"]).all()
+    np.testing.assert_allclose(hist["train_elbo"], -(hist["train_reconstruction"]
+                                                     + hist["train_kl"]), rtol=1e-4)
+
+
+def test_sample_is_seeded(reference2d):
+    a = reference2d.sample(3, random_state=1)
+    b = reference2d.sample(3, random_state=1)
+    c = reference2d.sample(3, random_state=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_set_output_pandas(reference2d, cells2d):
+    X, _, _ = cells2d
+    est = clone(reference2d).set_params(max_epochs=1).set_output(transform="pandas")
+    Z = est.fit(X[:, :2]).transform(X[:, :2])
+    assert isinstance(Z, pd.DataFrame) and list(Z.columns) == [f"ref_z{i}" for i in range(4)]
+
+
+# --------------------------------------------------------------- determinism
+def test_same_random_state_same_weights_and_embeddings(cells2d):
+    X, _, _ = cells2d
+    a = ReferenceVAE(random_state=3, **TINY).fit(X[:, :2])
+    b = ReferenceVAE(random_state=3, **TINY).fit(X[:, :2])
+    for (ka, va), (kb, vb) in zip(a.module_.state_dict().items(), b.module_.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    np.testing.assert_array_equal(a.transform(X[:, :2]), b.transform(X[:, :2]))
+    c = ReferenceVAE(random_state=4, **TINY).fit(X[:, :2])
+    assert not np.allclose(a.transform(X[:, :2]), c.transform(X[:, :2]))
+
+
+def test_fit_leaves_global_torch_rng_alone(cells2d):
+    X, _, _ = cells2d
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ReferenceVAE(random_state=0, **dict(TINY, max_epochs=1)).fit(X[:, :2])
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("fixture", ["conditional2d", "statcell2d"])
+def test_inference_is_repeatable_and_stateless(fixture, request, cells2d):
+    est = request.getfixturevalue(fixture)
+    X, y, _ = cells2d
+    module = est.module_ if hasattr(est, "module_") else est.structure_model_.module_
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    np.testing.assert_array_equal(_transform(est, X, y), _transform(est, X, y))
+    np.testing.assert_array_equal(est.score_samples(X, structures=y),
+                                  est.score_samples(X, structures=y))
+    est.impute(X[:4, :2], y[:4] if fixture == "conditional2d" else None)
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+# --------------------------------------------------------------- conditional model
+def test_conditional_impute_and_sample_shapes(conditional2d, cells2d):
+    X, y, _ = cells2d
+    ref = X[:5, :2]
+    assert conditional2d.impute(ref, "nucleoli").shape == (5, 1, 16, 16)
+    assert conditional2d.impute(X[:5], y[:5], n_samples=3, random_state=0).shape == \
+        (5, 3, 1, 16, 16)
+    assert conditional2d.sample(ref, y[:5], random_state=0).shape == (5, 1, 16, 16)
+    Z = conditional2d.transform(X[:5], structures=y[:5])
+    assert conditional2d.inverse_transform(Z, reference=ref, structures=y[:5]).shape == \
+        (5, 1, 16, 16)
+
+
+def test_conditional_channels_are_parameters(cells2d):
+    X, y, _ = cells2d
+    moved = X[:, [2, 0, 1]]  # structure first
+    est = ConditionalStructureVAE(structure_channel=0, random_state=0,
+                                  **dict(TINY, max_epochs=1)).fit(moved, y)
+    assert est.structure_channel_ == 0 and est.reference_channels_ == [1, 2]
+    assert est.impute(moved[:3], y[:3]).shape == (3, 1, 16, 16)
+
+
+# --------------------------------------------------------------- statistical cell
+def test_statistical_cell_methods(statcell2d, cells2d):
+    X, y, _ = cells2d
+    Z = statcell2d.transform(X, structures=y)
+    assert Z.shape == (len(X), 8)
+    assert list(statcell2d.get_feature_names_out()[-1:]) == ["struct_z3"]
+    cells, labels = statcell2d.sample(6, random_state=0)
+    assert cells.shape == (6, 3, 16, 16) and set(labels) <= set(statcell2d.classes_)
+    cells, labels = statcell2d.sample(2, structures="nucleoli", random_state=0)
+    assert list(labels) == ["nucleoli", "nucleoli"]
+    integrated = statcell2d.impute(X[:3])
+    assert integrated.shape == (3, 2 + len(statcell2d.classes_), 16, 16)
+    np.testing.assert_array_equal(integrated[:, :2], X[:3, :2])
+    assert statcell2d.impute(X[:3, :2], ["nucleoli"], n_samples=2).shape == (3, 2, 3, 16, 16)
+    total = statcell2d.score_samples(X, structures=y)
+    parts = statcell2d.reference_model_.score_samples(X[:, :2]) + \
+        statcell2d.structure_model_.score_samples(X, structures=y)
+    np.testing.assert_allclose(total, parts, rtol=1e-6)
+    assert statcell2d.score(X, y) == pytest.approx(total.mean())
+
+
+def test_statistical_cell_3d_every_method(statcell3d, cells3d):
+    X, y, _ = cells3d
+    shape = X.shape[2:]
+    assert statcell3d.transform(X, structures=y).shape == (len(X), 8)
+    assert statcell3d.sample(2, random_state=0)[0].shape == (2, 3, *shape)
+    assert statcell3d.impute(X[:2], ["nucleoli", "cell_periphery"]).shape == (2, 4, *shape)
+    assert statcell3d.score_samples(X, structures=y).shape == (len(X),)
+    ref = statcell3d.reference_model_
+    Z = ref.transform(X[:, :2])
+    assert ref.inverse_transform(Z).shape == (len(X), 2, *shape)
+    assert ref.sample(2, random_state=0).shape == (2, 2, *shape)
+    cond = statcell3d.structure_model_
+    assert cond.impute(X[:2], "nucleoli", n_samples=2).shape == (2, 2, 1, *shape)
+
+
+# --------------------------------------------------------------- pipelines
+def test_pipeline_with_knn_and_metadata_routing(cells2d):
+    import sklearn
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
+    X, y, meta = cells2d
+    phase = meta["cell_cycle_phase"].to_numpy()
+    with sklearn.config_context(enable_metadata_routing=True):
+        cell = StatisticalCell(ReferenceVAE(random_state=0, **TINY),
+                               ConditionalStructureVAE(random_state=0, **TINY))
+        cell.set_fit_request(structures=True).set_transform_request(structures=True)
+        pipe = make_pipeline(cell, KNeighborsClassifier(3))
+        pipe.fit(X, phase, structures=y)
+        pred = pipe.predict(X, structures=y)
+        assert pred.shape == (len(X),) and set(pred) <= set(phase)
+        direct = pipe[-1].predict(pipe[0].transform(X, structures=y))
+        np.testing.assert_array_equal(pred, direct)
+        assert 0.0 <= pipe.score(X, phase, structures=y) <= 1.0
+
+
+def test_pipeline_structure_labels_as_target(cells2d):
+    # Without routing, y is the structure label: fit_transform uses it.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, _ = cells2d
+    pipe = make_pipeline(StatisticalCell(ReferenceVAE(random_state=0, **TINY),
+                                         ConditionalStructureVAE(random_state=0, **TINY)),
+                         StandardScaler())
+    Z = pipe.fit_transform(X, y)
+    assert Z.shape == (len(X), 8)
+    np.testing.assert_allclose(Z.mean(0), 0, atol=1e-5)
+
+
+# --------------------------------------------------------------- learning
+def test_short_fit_learns():
+    X, y, _ = make_cells(600, shape=(32, 32), random_state=1)
+    Xr = X[:, :2]
+    est = ReferenceVAE(n_latent=16, widths=(16, 32, 64), max_epochs=12, lr=1e-3, beta=0.02,
+                       batch_size=16,
+                       device="cpu", random_state=0).fit(Xr[:540])
+    hist = est.history_
+    assert hist["valid_loss"].iloc[-1] < 0.9 * hist["valid_loss"].iloc[0]
+    test = Xr[540:]
+    recon = est.inverse_transform(est.transform(test))
+    mse_model = ((recon - test) ** 2).mean()
+    mse_mean = ((Xr[:540].mean(0) - test) ** 2).mean()
+    assert mse_model < 0.8 * mse_mean, (mse_model, mse_mean)
