@@ -259,3 +259,37 @@ def test_short_fit_learns():
     mse_model = ((recon - test) ** 2).mean()
     mse_mean = ((Xr[:540].mean(0) - test) ** 2).mean()
     assert mse_model < 0.8 * mse_mean, (mse_model, mse_mean)
+
+
+# --------------------------------------------------------------- training options
+def test_best_validation_weights_are_restored(cells2d):
+    from skorch.callbacks import Callback
+
+    X, _, _ = cells2d
+    snapshots = {}
+
+    class SpoilLastEpoch(Callback):
+        # Shift the decoder output at the start of epoch 3 so that epoch 2 stays best.
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 3:
+                with torch.no_grad():
+                    net.module_.decoder.blocks[-1].conv2.bias.add_(5.0)
+
+        def on_epoch_end(self, net, **kwargs):
+            snapshots[len(net.history)] = {k: v.clone() for k, v in
+                                           net.module_.state_dict().items()}
+
+    est = ReferenceVAE(random_state=0, callbacks=[SpoilLastEpoch()],
+                       **dict(TINY, max_epochs=3)).fit(X[:, :2])
+    hist = est.history_
+    assert int(hist.loc[hist["valid_loss"].idxmin(), "epoch"]) == 2
+    final = est.module_.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in snapshots[2].items())
+    assert not all(torch.equal(final[k], v) for k, v in snapshots[3].items())
+
+
+def test_verbose_prints_progress(cells2d, capsys):
+    X, _, _ = cells2d
+    ReferenceVAE(random_state=0, verbose=1, **dict(TINY, max_epochs=1)).fit(X[:32, :2])
+    out = capsys.readouterr()
+    assert "train_loss" in out.out and "valid_loss" in out.out
