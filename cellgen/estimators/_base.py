@@ -49,6 +49,20 @@ def _check_widths(widths):
     return out
 
 
+def _reference_part(X, reference_channels, n_channels_in, spatial_shape, name="X"):
+    """Reference channels of ``X``, given either alone or with every channel seen in fit."""
+    X = check_images(X, name=name, spatial_ndim=len(spatial_shape), spatial_shape=spatial_shape)
+    n_ref = len(reference_channels)
+    if X.shape[1] == n_ref:
+        return X
+    if X.shape[1] == n_channels_in:
+        return np.ascontiguousarray(X[:, reference_channels])
+    raise ValueError(
+        f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
+        f"all {n_channels_in} channels seen in fit."
+    )
+
+
 @contextlib.contextmanager
 def _seeded(seed: int, device: str):
     """Seed torch inside a forked random state, leaving the global state untouched."""

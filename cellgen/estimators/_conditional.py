@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..module import ConditionalVAE
 from ..utils import check_channel_index, check_images, check_labels, check_n_samples
-from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator
+from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator, _reference_part
 
 __all__ = ["ConditionalStructureVAE"]
 
@@ -175,20 +175,19 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         return (np.ascontiguousarray(X[:, self.reference_channels_]),
                 np.ascontiguousarray(X[:, [self.structure_channel_]]))
 
+    def _inputs(self, X, structures):
+        """Validated ``[structure, reference, label codes]`` arrays for the module."""
+        X = self._check_X(X)
+        codes = self._encode_labels(
+            check_labels(structures, X.shape[0], name="structures", known=self.classes_))
+        ref, struct = self._split_X(X)
+        return [struct, ref, codes]
+
     def _check_reference(self, X, name="X"):
         """Accept reference-only images or full images (structure channel ignored)."""
         check_is_fitted(self, "net_")
-        X = check_images(X, name=name, spatial_ndim=len(self.spatial_shape_),
-                         spatial_shape=self.spatial_shape_)
-        n_ref = len(self.reference_channels_)
-        if X.shape[1] == n_ref:
-            return X
-        if X.shape[1] == self.n_channels_in_:
-            return np.ascontiguousarray(X[:, self.reference_channels_])
-        raise ValueError(
-            f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
-            f"all {self.n_channels_in_} channels seen in fit."
-        )
+        return _reference_part(X, self.reference_channels_, self.n_channels_in_,
+                               self.spatial_shape_, name)
 
     # ------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -258,12 +257,8 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         Z : ndarray of shape (n_cells, n_latent)
             Posterior means.
         """
-        X = self._check_X(X)
-        codes = self._encode_labels(
-            check_labels(structures, X.shape[0], name="structures", known=self.classes_))
-        ref, struct = self._split_X(X)
-        return self._run(lambda s, r, c: self.module_.encode(s, r, c)[0], [struct, ref, codes],
-                         dtypes=_DTYPES)
+        return self._run(lambda s, r, c: self.module_.encode(s, r, c)[0],
+                         self._inputs(X, structures), dtypes=_DTYPES)
 
     def inverse_transform(self, Z, *, reference, structures):
         """Decode conditional latent vectors into structure images in given cells.
@@ -365,14 +360,11 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         elbo : ndarray of shape (n_cells,)
             Higher means more typical.
         """
-        X = self._check_X(X)
-        codes = self._encode_labels(
-            check_labels(structures, X.shape[0], name="structures", known=self.classes_))
-        ref, struct = self._split_X(X)
+        inputs = self._inputs(X, structures)
         k = self.n_elbo_samples
         with self._with_seed(self.seed_):
             return self._run(lambda s, r, c: self.module_.elbo(s, r, c, n_samples=k),
-                             [struct, ref, codes], dtypes=_DTYPES, per_item=k)
+                             inputs, dtypes=_DTYPES, per_item=k)
 
     def score(self, X, y=None, *, structures=None):
         """Mean per-cell conditional ELBO (higher is better).

@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import HasMethods, Integral
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils import check_images, check_labels, check_n_samples
+from ._base import _reference_part
 from ._conditional import ConditionalStructureVAE, _labels
 from ._reference import ReferenceVAE
 
@@ -93,17 +94,8 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
     def _reference_of(self, X, name="X"):
         """Reference channels of ``X``: reference-only images or full images."""
         check_is_fitted(self, "structure_model_")
-        X = check_images(X, name=name, spatial_ndim=len(self.spatial_shape_),
-                         spatial_shape=self.spatial_shape_)
-        n_ref = len(self.reference_channels_)
-        if X.shape[1] == n_ref:
-            return X
-        if X.shape[1] == self.n_channels_in_:
-            return np.ascontiguousarray(X[:, self.reference_channels_])
-        raise ValueError(
-            f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
-            f"all {self.n_channels_in_} channels seen in fit."
-        )
+        return _reference_part(X, self.reference_channels_, self.n_channels_in_,
+                               self.spatial_shape_, name)
 
     def _check_full(self, X):
         check_is_fitted(self, "structure_model_")
