@@ -225,10 +225,6 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         return np.asarray([f"{self._feature_prefix}{i}" for i in range(self.n_latent)],
                           dtype=object)
 
-    def score(self, X, y=None, **kwargs):
-        """Mean per-cell ELBO of ``X`` (higher is better); see ``score_samples``."""
-        return float(np.mean(self.score_samples(X, **kwargs)))
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Integral
 from sklearn.utils.validation import check_is_fitted
 
 from ..module import ConditionalVAE
@@ -24,6 +25,26 @@ def _labels(y, structures, n, known=None, name="structures"):
     if structures is not None:
         return check_labels(structures, n, name=name, known=known)
     return check_labels(y, n, name="y", known=known)
+
+
+def _resolve_channels(reference_channels, structure_channel, n_channels):
+    """Reference channel indices and the structure channel index of ``n_channels``."""
+    s = check_channel_index(structure_channel, n_channels, "structure_channel")
+    if reference_channels is None:
+        ref = [c for c in range(n_channels) if c != s]
+    else:
+        ref = [check_channel_index(c, n_channels, "reference_channels")
+               for c in np.atleast_1d(reference_channels).tolist()]
+        if s in ref:
+            raise ValueError(f"reference_channels {ref} include the structure channel {s}.")
+        if len(set(ref)) != len(ref):
+            raise ValueError(f"reference_channels {ref} repeat a channel.")
+    if not ref:
+        raise ValueError(
+            f"X needs at least one reference channel besides the structure channel {s}; "
+            f"it has {n_channels} channel(s)."
+        )
+    return ref, s
 
 
 class ConditionalStructureVAE(_BaseVAEEstimator):
@@ -148,26 +169,6 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ helpers
-    def _resolve_channels(self, n_channels):
-        s = check_channel_index(self.structure_channel, n_channels, "structure_channel")
-        if self.reference_channels is None:
-            ref = [c for c in range(n_channels) if c != s]
-        else:
-            ref = [check_channel_index(c, n_channels, "reference_channels")
-                   for c in np.atleast_1d(self.reference_channels).tolist()]
-            if s in ref:
-                raise ValueError(
-                    f"reference_channels {ref} include the structure channel {s}."
-                )
-            if len(set(ref)) != len(ref):
-                raise ValueError(f"reference_channels {ref} repeat a channel.")
-        if not ref:
-            raise ValueError(
-                f"X needs at least one reference channel besides the structure channel {s}; "
-                f"it has {n_channels} channel(s)."
-            )
-        return ref, s
-
     def _encode_labels(self, labels):
         return self.label_encoder_.transform(labels).astype(np.int64)
 
@@ -211,7 +212,8 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         """
         X = check_images(X, min_channels=2)
         labels = _labels(y, structures, X.shape[0])
-        self.reference_channels_, self.structure_channel_ = self._resolve_channels(X.shape[1])
+        self.reference_channels_, self.structure_channel_ = _resolve_channels(
+            self.reference_channels, self.structure_channel, X.shape[1])
         self.n_channels_in_ = X.shape[1]
         self.spatial_shape_ = tuple(X.shape[2:])
         self.label_encoder_ = LabelEncoder().fit(labels)

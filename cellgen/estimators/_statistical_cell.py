@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Integral
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils import check_images, check_labels, check_n_samples
 from ._base import _reference_part
-from ._conditional import ConditionalStructureVAE, _labels
+from ._conditional import ConditionalStructureVAE, _labels, _resolve_channels
 from ._reference import ReferenceVAE
 
 __all__ = ["StatisticalCell"]
@@ -129,9 +131,8 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         """
         X = check_images(X, min_channels=2)
         labels = _labels(y, structures, X.shape[0])
-        probe = ConditionalStructureVAE(reference_channels=self.reference_channels,
-                                        structure_channel=self.structure_channel)
-        self.reference_channels_, self.structure_channel_ = probe._resolve_channels(X.shape[1])
+        self.reference_channels_, self.structure_channel_ = _resolve_channels(
+            self.reference_channels, self.structure_channel, X.shape[1])
         self.n_channels_in_ = X.shape[1]
         self.spatial_shape_ = tuple(X.shape[2:])
         n_ref = len(self.reference_channels_)
