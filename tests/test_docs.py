@@ -12,8 +12,9 @@ from numpydoc.validate import validate
 import cellgen
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["cellgen", "cellgen.utils", "cellgen.datasets", "cellgen.nn", "cellgen.module",
-            "cellgen.train", "cellgen.estimators", "cellgen.analysis", "cellgen.plotting"]
+PACKAGES = ["cellgen", "cellgen.utils", "cellgen.datasets", "cellgen.io", "cellgen.preprocessing",
+            "cellgen.nn", "cellgen.module", "cellgen.train", "cellgen.estimators",
+            "cellgen.analysis", "cellgen.plotting"]
 # Checks we hold every public docstring to: present, a summary, parameters documented
 # and matching the signature, an Examples section.
 CHECKS = {"GL08", "SS01", "PR01", "PR02", "EX01"}

@@ -1,0 +1,3 @@
+"""Reading and writing cell images and manifests."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""scikit-learn transformers that prepare cell images."""
+
+__all__ = []
