@@ -12,8 +12,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ..train import batched, history_frame, make_vae_net, resolve_device
+from ..train import RowDataset, batched, history_frame, make_vae_net, resolve_device
 from ..utils import check_images
+from ..utils._arrays import channel_view
 
 _MAX_SEED = 2**31 - 1
 
@@ -56,7 +57,7 @@ def _reference_part(X, reference_channels, n_channels_in, spatial_shape, name="X
     if X.shape[1] == n_ref:
         return X
     if X.shape[1] == n_channels_in:
-        return np.ascontiguousarray(X[:, reference_channels])
+        return channel_view(X, reference_channels)
     raise ValueError(
         f"{name} has {X.shape[1]} channels; pass the {n_ref} reference channel(s) or "
         f"all {n_channels_in} channels seen in fit."
@@ -95,11 +96,9 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         train_idx, valid_idx = self._split(n, rng)
 
         def take(idx):
-            if idx is None:
-                return None
-            if isinstance(inputs, dict):
-                return {k: v[idx] for k, v in inputs.items()}
-            return inputs[idx]
+            # Rows are read lazily by the DataLoader: no copy of the split,
+            # and memory-mapped collections stay on disk.
+            return None if idx is None else RowDataset(inputs, idx)
 
         self._net_spec_ = (module_cls, dict(module_kwargs, widths=self.widths_,
                                             n_latent=self.n_latent, spectral=self.spectral_norm),

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..module import ConditionalVAE
 from ..utils import check_channel_index, check_images, check_labels, check_n_samples
+from ..utils._arrays import channel_view
 from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator, _reference_part
 
 __all__ = ["ConditionalStructureVAE"]
@@ -173,8 +174,8 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         return self.label_encoder_.transform(labels).astype(np.int64)
 
     def _split_X(self, X):
-        return (np.ascontiguousarray(X[:, self.reference_channels_]),
-                np.ascontiguousarray(X[:, [self.structure_channel_]]))
+        return (channel_view(X, self.reference_channels_),
+                channel_view(X, [self.structure_channel_]))
 
     def _inputs(self, X, structures):
         """Validated ``[structure, reference, label codes]`` arrays for the module."""

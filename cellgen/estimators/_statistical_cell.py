@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils import check_images, check_labels, check_n_samples
+from ..utils._arrays import channel_view
 from ._base import _reference_part
 from ._conditional import ConditionalStructureVAE, _labels, _resolve_channels
 from ._reference import ReferenceVAE
@@ -106,7 +107,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
 
     def _conditional_input(self, X):
         # The conditional model sees [reference..., structure] in that order.
-        return np.ascontiguousarray(X[:, [*self.reference_channels_, self.structure_channel_]])
+        return channel_view(X, [*self.reference_channels_, self.structure_channel_])
 
     # ------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=False)
@@ -141,7 +142,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         struct_model = clone(self.structure_model) if self.structure_model is not None \
             else ConditionalStructureVAE()
         struct_model.set_params(reference_channels=list(range(n_ref)), structure_channel=n_ref)
-        self.reference_model_ = ref_model.fit(np.ascontiguousarray(X[:, self.reference_channels_]))
+        self.reference_model_ = ref_model.fit(channel_view(X, self.reference_channels_))
         self.structure_model_ = struct_model.fit(self._conditional_input(X), structures=labels)
         self.classes_ = self.structure_model_.classes_
         return self
@@ -182,7 +183,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             Concatenated posterior means.
         """
         X = self._check_full(X)
-        z_ref = self.reference_model_.transform(X[:, self.reference_channels_])
+        z_ref = self.reference_model_.transform(channel_view(X, self.reference_channels_))
         z_struct = self.structure_model_.transform(self._conditional_input(X),
                                                    structures=structures)
         return np.hstack([z_ref, z_struct])

@@ -1,10 +1,12 @@
 """Training glue: the skorch net, callbacks and batched inference."""
 
 from ._callbacks import RestoreBestWeights
+from ._data import RowDataset
 from ._net import VAENet, batched, history_frame, make_vae_net, resolve_device
 
 __all__ = [
     "VAENet",
+    "RowDataset",
     "make_vae_net",
     "RestoreBestWeights",
     "resolve_device",

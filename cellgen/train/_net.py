@@ -17,6 +17,7 @@ from skorch.callbacks import PassthroughScoring, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
+from torch.utils.data import Dataset as TorchDataset
 
 from ..module import ELBO, KL, RECONSTRUCTION, TERMS
 from ._callbacks import RestoreBestWeights
@@ -133,7 +134,7 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         0 silent; 1 or more prints a table per epoch and a progress bar.
     callbacks : list or None
         Extra skorch callbacks, appended to cellgen's.
-    valid_data : array, dict or None, default=None
+    valid_data : array, dict, torch Dataset or None, default=None
         Held-out validation inputs; ``None`` trains without validation.
     target_key : str or None, default=None
         Key of the modelled image in dictionary inputs.
@@ -169,7 +170,9 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):
         cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
-    train_split = predefined_split(Dataset(valid_data, None)) if valid_data is not None else None
+    if valid_data is not None and not isinstance(valid_data, TorchDataset):
+        valid_data = Dataset(valid_data, None)
+    train_split = predefined_split(valid_data) if valid_data is not None else None
     return VAENet(
         module,
         criterion=torch.nn.MSELoss,  # unused: the module owns its loss

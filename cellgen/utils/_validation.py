@@ -11,11 +11,24 @@ import numbers
 
 import numpy as np
 
+from ._arrays import ChannelView
+
 __all__ = ["check_images", "check_labels", "check_n_samples", "check_channel_index"]
 
 
 def _describe(arr: np.ndarray) -> str:
     return f"array of shape {arr.shape} and dtype {arr.dtype}"
+
+
+def _count_non_finite(X, chunk_bytes=1 << 20):
+    """NaN/inf count, read in chunks so large or memory-mapped arrays need no full copy."""
+    rows = max(1, chunk_bytes // max(1, int(np.prod(X.shape[1:])) * 4))
+    n_bad = 0
+    for start in range(0, X.shape[0], rows):
+        block = np.asarray(X[start:start + rows])
+        if block.dtype.kind == "f":
+            n_bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+    return n_bad
 
 
 def check_images(
@@ -71,8 +84,10 @@ def check_images(
         raise TypeError(f"{name} must be an array of images, got None.")
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor
         X = X.detach().cpu().numpy()
+    lazy = isinstance(X, ChannelView) or (
+        isinstance(X, np.memmap) and X.dtype == np.float32 and X.flags.c_contiguous)
     try:
-        arr = np.asarray(X)
+        arr = X if lazy else np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
         raise ValueError(
             f"{name} could not be converted to an array of images: {exc}"
@@ -119,9 +134,11 @@ def check_images(
             f"{tuple(spatial_shape)} was expected ({fitted_what}). Resize, pad or "
             "crop the images to that shape."
         )
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(out).all():
-        n_bad = int(np.size(out) - np.isfinite(out).sum())
+    # Memory-mapped float32 collections pass through uncopied (they may not fit
+    # in memory); everything else becomes a native, C-contiguous float32 array.
+    out = arr if lazy else np.ascontiguousarray(arr, dtype=np.float32)
+    n_bad = _count_non_finite(out)
+    if n_bad:
         raise ValueError(
             f"{name} contains {n_bad} NaN or infinite values; remove or replace them "
             "before passing the images."

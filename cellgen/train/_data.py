@@ -1,0 +1,57 @@
+"""A torch Dataset over rows of (possibly memory-mapped) arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["RowDataset"]
+
+
+class RowDataset(Dataset):
+    """Rows ``indices`` of an array, or of a dictionary of aligned arrays, read on demand.
+
+    Each item is read when the DataLoader asks for it, so training on a
+    memory-mapped collection never loads it whole, and the train/validation
+    split costs no copy.
+
+    Parameters
+    ----------
+    data : array-like or dict of array-like
+        Anything indexable by row (ndarray, ``np.memmap``, a channel view);
+        dictionaries yield dictionaries of tensors.
+    indices : array-like of int or None, default=None
+        Rows to expose, in order; ``None`` means all rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellgen.train import RowDataset
+    >>> ds = RowDataset({"x": np.zeros((4, 1, 2, 2), "float32"), "c": np.arange(4)}, [1, 3])
+    >>> len(ds), int(ds[1][0]["c"])
+    (2, 3)
+    """
+
+    def __init__(self, data, indices=None):
+        self.data = data
+        first = next(iter(data.values())) if isinstance(data, Mapping) else data
+        n = len(first)
+        self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def _row(self, array, i):
+        return torch.as_tensor(np.asarray(array[i]))
+
+    def __getitem__(self, i):
+        j = int(self.indices[i])
+        if isinstance(self.data, Mapping):
+            x = {k: self._row(v, j) for k, v in self.data.items()}
+        else:
+            x = self._row(self.data, j)
+        # skorch expects (X, y) pairs; these models are unsupervised.
+        return x, 0

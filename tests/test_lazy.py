@@ -1,0 +1,72 @@
+"""Fitting and embedding a memory-mapped collection without loading it whole."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from cellgen import ConditionalStructureVAE, StatisticalCell
+from cellgen.datasets import make_cells
+
+from .conftest import TINY
+
+ONE_EPOCH = dict(TINY, max_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory):
+    X, y, _ = make_cells(48, shape=(16, 16), random_state=3)
+    path = tmp_path_factory.mktemp("cache") / "cells.npy"
+    np.save(path, X)
+    return np.load(path, mmap_mode="r"), X, y
+
+
+def _statcell():
+    return StatisticalCell(
+        reference_model=__import__("cellgen").ReferenceVAE(random_state=0, **ONE_EPOCH),
+        structure_model=ConditionalStructureVAE(random_state=0, **ONE_EPOCH))
+
+
+def test_memmap_gives_the_same_model_as_memory(on_disk):
+    mm, X, y = on_disk
+    a = _statcell().fit(mm, y)
+    b = _statcell().fit(X, y)
+    np.testing.assert_array_equal(a.transform(mm, structures=y), b.transform(X, structures=y))
+    np.testing.assert_allclose(a.score_samples(mm, structures=y),
+                               b.score_samples(X, structures=y), rtol=1e-5)
+
+
+def _peak_bytes(tmp_path, n):
+    """Peak traced memory of fitting and embedding a memory-mapped collection of n cells."""
+    X, y, _ = make_cells(n, shape=(32, 32), random_state=4)
+    path = tmp_path / f"cells{n}.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    model = ConditionalStructureVAE(random_state=0, **ONE_EPOCH)
+    model.fit(X[:32], y[:32])  # first use imports modules lazily; keep that out of the trace
+    tracemalloc.start()
+    try:
+        model.fit(mm, y)
+        model.transform(mm, structures=y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(np.load(path), X)  # the cache is left untouched
+    return peak, X.nbytes
+
+
+def test_memmap_collection_is_never_copied_whole(tmp_path):
+    # numpy allocations are traced. Memory must be bounded by the batch, not
+    # by the collection: 8x the cells may not raise the peak by a copy's worth.
+    small, _ = _peak_bytes(tmp_path, 150)
+    large, nbytes = _peak_bytes(tmp_path, 1200)
+    assert large - small < nbytes / 4, (small, large, nbytes)
+
+
+def test_memmap_with_nan_is_rejected(tmp_path):
+    X, y, _ = make_cells(8, shape=(16, 16), random_state=0)
+    X[5, 2, 3, 3] = np.nan
+    np.save(tmp_path / "bad.npy", X)
+    mm = np.load(tmp_path / "bad.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        ConditionalStructureVAE(**ONE_EPOCH).fit(mm, y)
