@@ -1,8 +1,8 @@
 """The ``cellgen`` command line.
 
-``cellgen run --out results/`` generates synthetic cells (or reads a dataset
-given as an ``.npz`` file), fits a :class:`~cellgen.StatisticalCell` and writes
-a short report with figures.
+``cellgen run --out results/`` generates synthetic cells (or reads real cells
+from a manifest of OME-TIFFs, the BBBC021 folder layout, or an ``.npz`` file),
+fits a :class:`~cellgen.StatisticalCell` and writes a short report with figures.
 """
 
 from __future__ import annotations
@@ -47,6 +47,47 @@ def _load_npz(path):
         return data["X"], data["y"].astype(str)
 
 
+def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, verbose,
+               random_state):
+    """Read a manifest, prepare the cells as in the paper and optionally add controls.
+
+    Channels are ordered cell body (membrane), DNA, then structure; the first two
+    drive the alignment, and the structure channel is the last.
+    """
+    from .io import load_manifest
+    from .preprocessing import CellAligner, IntensityNormalizer, PadCrop, add_control_structures
+
+    steps = [IntensityNormalizer(n_jobs=n_jobs), CellAligner(axis_channel=0, center_channel=1,
+                                                             n_jobs=n_jobs)]
+    if shape is not None:
+        steps.append(PadCrop(shape))
+    from sklearn.pipeline import make_pipeline
+
+    X, meta = load_manifest(manifest, channels=channels, preprocessor=make_pipeline(*steps),
+                            n_jobs=n_jobs, verbose=verbose)
+    if X.shape[1] < 3:
+        raise ValueError(
+            f"the manifest's images have {X.shape[1]} channel(s); cellgen needs a cell body "
+            "(membrane) channel, a DNA channel and a structure channel (choose them, in that "
+            "order, with --channels)."
+        )
+    names = list(meta.attrs.get("channel_names") or [])
+    structure_name = names[-1] if names else "structure"
+    if label_column is not None:
+        if label_column not in meta.columns:
+            raise ValueError(
+                f"--label-column {label_column!r} is not a column of the manifest; its columns "
+                f"are {list(meta.columns)}."
+            )
+        y = meta[label_column].astype(str).to_numpy()
+    else:
+        y = np.full(len(X), structure_name, dtype=object)
+    if controls:
+        X, y, _ = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
+                                         structure_channel=-1, random_state=random_state)
+    return X, np.asarray(y).astype(str)
+
+
 def _fraction_in_mask(images, masks):
     images = np.clip(images, 0, None)
     axes = tuple(range(1, images.ndim))
@@ -54,8 +95,9 @@ def _fraction_in_mask(images, masks):
 
 
 def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
-        widths=(16, 32, 64, 128), beta=0.05, input_path=None, test_fraction=0.1, random_state=0,
-        device="auto", verbose=0):
+        widths=(16, 32, 64, 128), beta=0.05, input_path=None, manifest=None, bbbc021=None,
+        channels=None, label_column=None, controls=None, n_jobs=None, test_fraction=0.1,
+        random_state=0, device="auto", verbose=0):
     """Fit a StatisticalCell and write a report with figures into ``out``.
 
     Parameters
@@ -63,11 +105,13 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     out : str or path
         Output folder (created; files are written atomically at the end).
     n_cells : int, default=1200
-        Number of synthetic cells (ignored with ``input_path``).
+        Number of synthetic cells (ignored with real data).
     ndim : {2, 3}, default=2
         Dimensionality of the synthetic cells.
     shape : tuple of int or None, default=None
-        Spatial shape of the synthetic cells; 32×32 in 2D, 16×32×32 in 3D.
+        Spatial shape of the synthetic cells (32×32 in 2D, 16×32×32 in 3D by
+        default); with a manifest, the shape every cell is padded or cropped to
+        (default: the images' own shape, which must then be the same for all).
     max_epochs : int, default=30
         Training epochs of each model.
     n_latent : int, default=32
@@ -81,6 +125,26 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
         An ``.npz`` file with arrays ``X`` (cells, channels last-but-spatial,
         structure channel last) and ``y`` (structure labels) instead of
         synthetic cells.
+    manifest : str or None, default=None
+        A CSV manifest of OME-TIFF cells (one row per cell, a ``path`` column;
+        see :func:`cellgen.io.load_manifest`). Cells are normalized, aligned
+        and padded as in the paper (:mod:`cellgen.preprocessing`).
+    bbbc021 : str or None, default=None
+        A folder in the BBBC021 layout (:func:`cellgen.datasets.load_bbbc021`):
+        F-actin and DNA as reference, beta-tubulin as structure, with the
+        paper's five control structures added unless ``controls`` is False.
+    channels : list of str or None, default=None
+        With ``manifest``: channel names (or indices) in the order cell body
+        (membrane), DNA, structure; default all channels in file order.
+    label_column : str or None, default=None
+        With ``manifest``: the column holding each cell's structure label;
+        default: every cell is labelled with the structure channel's name.
+    controls : bool or None, default=None
+        Add the paper's control structures (blank, DNA copy, membrane copy,
+        noise, random other cell) to the real cells. ``None`` means True for
+        ``bbbc021`` and False otherwise.
+    n_jobs : int or None, default=None
+        Parallel jobs for reading and preprocessing.
     test_fraction : float, default=0.1
         Fraction of cells held out for the report.
     random_state : int, default=0
@@ -112,7 +176,27 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
     meta = None
-    if input_path is not None:
+    if sum(v is not None for v in (input_path, manifest, bbbc021)) > 1:
+        raise ValueError("give at most one of input_path (--input), manifest (--manifest) "
+                         "and bbbc021 (--bbbc021).")
+    if bbbc021 is not None:
+        folder = Path(bbbc021)
+        if not (folder / "manifest.csv").is_file():
+            raise FileNotFoundError(
+                f"--bbbc021 {folder} has no manifest.csv; see cellgen.datasets.load_bbbc021 "
+                "for the expected layout."
+            )
+        manifest = folder / "manifest.csv"
+        channels = channels or ["F-actin", "DNA", "beta-tubulin"]
+        controls = True if controls is None else controls
+    if manifest is not None:
+        X, y = _load_real(manifest, channels=channels, label_column=label_column, shape=shape,
+                          controls=bool(controls), n_jobs=n_jobs, verbose=verbose,
+                          random_state=random_state)
+        source = (f"{len(X)} cells from {Path(manifest).name}"
+                  + (" with the paper's control structures" if controls else "")
+                  + f", shape {tuple(X.shape[2:])}")
+    elif input_path is not None:
         X, y = _load_npz(input_path)
         source = f"file {Path(input_path).name}"
     else:
@@ -291,6 +375,17 @@ def main(argv=None):
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--input", dest="input_path", default=None,
                    help="an .npz with arrays X and y instead of synthetic cells")
+    p.add_argument("--manifest", default=None,
+                   help="a CSV manifest of OME-TIFF cells (column 'path', one row per cell)")
+    p.add_argument("--bbbc021", default=None,
+                   help="a BBBC021 folder (manifest.csv + cells/); adds the control structures")
+    p.add_argument("--channels", type=lambda s: s.split(","), default=None,
+                   help="with --manifest: channel names, cell body,DNA,structure")
+    p.add_argument("--label-column", default=None,
+                   help="with --manifest: the column holding each cell's structure label")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the paper's five control structures to real cells")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel reading/preprocessing")
     p.add_argument("--n-cells", type=int, default=1200)
     p.add_argument("--ndim", type=int, choices=(2, 3), default=2)
     p.add_argument("--shape", type=_parse_shape, default=None, help="e.g. 32,32 or 16,32,32")
@@ -309,7 +404,7 @@ def main(argv=None):
         args["ndim"] = len(args["shape"])
     try:
         metrics = run(out, **args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"cellgen: error: {exc}", file=sys.stderr)
         return 2
     print(f"Report written to {Path(out) / 'report.md'} "

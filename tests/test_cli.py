@@ -57,3 +57,64 @@ def test_bad_arguments_exit_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--shape", "4,4"])
     assert "shape" in capsys.readouterr().err
+
+
+def _shared_bbbc021():
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("CELLGEN_SHARED_DATA",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    return root / "bbbc021"
+
+
+def test_run_on_a_manifest_of_ome_tiffs(tmp_path):
+    from cellgen.io import save_cells
+
+    X, y, meta = make_cells(40, shape=(20, 20), structures=["nucleoli", "cell_periphery"],
+                            random_state=0)
+    save_cells(tmp_path / "cells", (X * 1000).astype(np.uint16),
+               channel_names=["membrane", "dna", "gfp"], metadata=meta[["structure"]])
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--manifest", str(tmp_path / "cells" / "manifest.csv"),
+                 "--label-column", "structure", "--shape", "16,16", "--epochs", "1",
+                 "--n-latent", "2", "--widths", "8,16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["structures"] == ["cell_periphery", "nucleoli"]
+    assert "shape (16, 16)" in metrics["source"]
+
+
+def test_manifest_errors_are_reported(tmp_path, capsys):
+    from cellgen.io import save_cells
+
+    X, y, meta = make_cells(6, shape=(16, 16), random_state=0)
+    save_cells(tmp_path / "cells", X, channel_names=["membrane", "dna", "gfp"])
+    manifest = str(tmp_path / "cells" / "manifest.csv")
+    assert main(["run", "--out", str(tmp_path / "r"), "--manifest", manifest,
+                 "--label-column", "phase"]) == 2
+    assert "'phase' is not a column" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "r"), "--manifest", manifest,
+                 "--channels", "membrane,nucleus,gfp"]) == 2
+    assert "nucleus" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+@pytest.mark.skipif(not (_shared_bbbc021() / "manifest.csv").is_file(),
+                    reason="shared BBBC021 cells not available")
+def test_run_on_bbbc021_layout(tmp_path):
+    import pandas as pd
+
+    src = _shared_bbbc021()
+    rows = pd.read_csv(src / "manifest.csv").head(24)
+    rows["path"] = [str(src / p) for p in rows["path"]]  # absolute paths work too
+    folder = tmp_path / "bbbc"
+    folder.mkdir()
+    rows.to_csv(folder / "manifest.csv", index=False)
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--bbbc021", str(folder), "--shape", "64,64",
+                 "--epochs", "1", "--n-latent", "2", "--widths", "4,8"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["structures"] == sorted(["beta-tubulin", "control_blank", "control_dna",
+                                            "control_membrane", "control_noise",
+                                            "control_random"])
+    assert metrics["n_train"] + metrics["n_test"] == 24 * 6
