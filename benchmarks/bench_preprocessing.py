@@ -6,7 +6,8 @@ Measures, median of ``--repeats`` runs (the images are read first, untimed):
   n_jobs=1 and n_jobs=2 (threads, the default), and n_jobs=2 under joblib's
   process backend (loky) for comparison; plus each step alone at n_jobs=1;
 - the Allen 3D cell (65×292×204, 3 channels): CellAligner(order=0) and (order=1),
-  IntensityNormalizer and VoxelResampler((0.29, 0.108, 0.108)) to cubic voxels, seconds.
+  IntensityNormalizer and VoxelResampler from the file's voxel size to the paper's cubic
+  0.317 um voxels, seconds.
 Writes ``benchmarks/out/preprocessing.json`` and prints a markdown table.
 
 Run: ``python benchmarks/bench_preprocessing.py [--data-dir ../shared/data] [--repeats 5]``
@@ -28,6 +29,8 @@ from joblib import parallel_config
 from sklearn.pipeline import make_pipeline
 
 import cellgen
+from cellgen.datasets import load_bbbc021
+from cellgen.io import read_image
 from cellgen.preprocessing import (
     CellAligner,
     IntensityNormalizer,
@@ -91,16 +94,27 @@ if paths:
         results[f"bbbc021 {label}"] = dict(seconds=med, runs=times, cells_per_s=n / med)
         rows.append((f"BBBC021 {label} alone, n_jobs=1", f"{n / med:.0f} cells/s",
                      f"{med:.3f} s"))
+    for n_jobs in (1, 2):
+        med, times = median_seconds(
+            lambda n_jobs=n_jobs: load_bbbc021(args.data_dir / "bbbc021", n_jobs=n_jobs),
+            args.repeats)
+        results[f"bbbc021 load_bbbc021 n_jobs={n_jobs}"] = dict(seconds=med, runs=times,
+                                                                 cells_per_s=n / med)
+        rows.append((f"BBBC021 reading: load_bbbc021, n_jobs={n_jobs} (threads)",
+                     f"{n / med:.0f} cells/s", f"{med:.2f} s for {n} files"))
 else:
     print(f"BBBC021 cells not found under {args.data_dir}; skipped.")
 
 allen = args.data_dir / "allen" / "AICS-10_5_5_segmentations.ome.tif"
 if allen.exists():
-    X3 = np.ascontiguousarray(tifffile.imread(allen).transpose(1, 0, 2, 3))[None]
+    image, info = read_image(allen)  # (C, Z, Y, X) with the file's voxel size
+    X3 = np.ascontiguousarray(image)[None]
+    voxel = tuple(info["pixel_size"])
     cases = [("CellAligner(order=0)", CellAligner(axis_channel=0, center_channel=1, order=0)),
              ("CellAligner(order=1)", CellAligner(axis_channel=0, center_channel=1, order=1)),
              ("IntensityNormalizer", IntensityNormalizer()),
-             ("VoxelResampler((0.29, 0.108, 0.108))", VoxelResampler((0.29, 0.108, 0.108)))]
+             (f"VoxelResampler({voxel} -> 0.317 um, the paper's)",
+              VoxelResampler(voxel, target_voxel_size=0.317))]
     for label, est in cases:
         est.fit(X3)
         med, times = median_seconds(lambda est=est: est.transform(X3), args.repeats)
