@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -85,7 +86,7 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
     if controls:
         X, y, _ = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
                                          structure_channel=-1, random_state=random_state)
-    return X, np.asarray(y).astype(str)
+    return X, np.asarray(y).astype(str), names or None
 
 
 def _fraction_in_mask(images, masks):
@@ -166,11 +167,13 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     ...               widths=(8, 16), n_latent=4)  # doctest: +SKIP
     """
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     from . import ConditionalStructureVAE, ReferenceVAE, StatisticalCell, __version__
     from .analysis import rank_latent_dimensions
     from .datasets import make_cells
+    from .io import save_cells
     from .plotting import plot_history, plot_image_grid, plot_latent_ranking, plot_reconstructions
 
     t0 = time.perf_counter()
@@ -190,7 +193,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
         channels = channels or ["F-actin", "DNA", "beta-tubulin"]
         controls = True if controls is None else controls
     if manifest is not None:
-        X, y = _load_real(manifest, channels=channels, label_column=label_column, shape=shape,
+        X, y, channel_names = _load_real(manifest, channels=channels, label_column=label_column, shape=shape,
                           controls=bool(controls), n_jobs=n_jobs, verbose=verbose,
                           random_state=random_state)
         source = (f"{len(X)} cells from {Path(manifest).name}"
@@ -199,10 +202,12 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     elif input_path is not None:
         X, y = _load_npz(input_path)
         source = f"file {Path(input_path).name}"
+        channel_names = None
     else:
         shape = shape or ((32, 32) if ndim == 2 else (16, 32, 32))
         X, y, meta = make_cells(n_cells, ndim=len(shape), shape=shape, random_state=rng)
         source = f"{n_cells} synthetic cells (cellgen.datasets.make_cells), shape {shape}"
+        channel_names = ["membrane", "DNA", "structure"]
     n = len(X)
     perm = rng.permutation(n)
     n_test = max(1, int(round(test_fraction * n)))
@@ -267,10 +272,13 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     # Write into a temporary folder first so an interrupted run leaves no half report.
     tmp = Path(tempfile.mkdtemp(prefix=".cellgen-", dir=out))
     k = min(8, len(test))
+    generated, generated_labels = model.sample(16, random_state=random_state)
+    # The generated cells as OME-TIFFs with a manifest, for Fiji or napari.
+    save_cells(tmp / "generated", generated, channel_names=channel_names,
+               metadata=pd.DataFrame({"structure": generated_labels}))
     figs = {
         "reconstructions.png": plot_reconstructions(ref_t[:k], rec_ref[:k]),
-        "generated.png": plot_image_grid(model.sample(16, random_state=random_state)[0],
-                                         ncols=8),
+        "generated.png": plot_image_grid(generated, ncols=8),
         "latent_ranking.png": plot_latent_ranking(ranking),
         "history_reference.png": plot_history(model.reference_model_.history_),
         "history_structure.png": plot_history(model.structure_model_.history_),
@@ -294,6 +302,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (tmp / "report.md").write_text(_report(metrics, ranking, time.perf_counter() - t0))
     for f in tmp.iterdir():
+        if f.is_dir() and (out / f.name).is_dir():
+            shutil.rmtree(out / f.name)  # a previous run's folder: replaced, like its files
         os.replace(f, out / f.name)
     tmp.rmdir()
     return metrics
@@ -324,6 +334,9 @@ def _report(metrics, ranking, seconds):
         "## Generated cells",
         "",
         "![generated](generated.png)",
+        "",
+        "The same cells are saved as OME-TIFFs with their structure labels in `generated/`"
+        " (`generated/manifest.csv`), for Fiji or napari.",
         "",
         "## Structures imputed into held-out cells",
         "",

@@ -5,6 +5,7 @@ import pytest
 
 from cellgen.cli import main
 from cellgen.datasets import make_cells
+from cellgen.io import load_manifest
 
 TINY_ARGS = ["--n-cells", "60", "--shape", "16,16", "--epochs", "1", "--n-latent", "4",
              "--widths", "8,16"]
@@ -21,6 +22,13 @@ def test_run_writes_report_and_figures(tmp_path):
     assert set(metrics["imputation"]) == set(metrics["structures"])
     report = (out / "report.md").read_text()
     assert "Reference latent dimensions, ranked" in report
+    generated, meta = load_manifest(out / "generated" / "manifest.csv")
+    assert generated.shape == (16, 3, 16, 16)
+    assert meta.attrs["channel_names"] == ["membrane", "DNA", "structure"]
+    assert set(meta["structure"]) <= set(metrics["structures"])
+    # A second run into the same folder replaces the generated cells.
+    assert main(["run", "--out", str(out), *TINY_ARGS, "--random-state", "1"]) == 0
+    assert len(list((out / "generated").glob("*.ome.tif"))) == 16
     assert not [p for p in out.iterdir() if p.name.startswith(".cellgen-")]
 
 
