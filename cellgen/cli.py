@@ -193,9 +193,9 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
         channels = channels or ["F-actin", "DNA", "beta-tubulin"]
         controls = True if controls is None else controls
     if manifest is not None:
-        X, y, channel_names = _load_real(manifest, channels=channels, label_column=label_column, shape=shape,
-                          controls=bool(controls), n_jobs=n_jobs, verbose=verbose,
-                          random_state=random_state)
+        X, y, channel_names = _load_real(
+            manifest, channels=channels, label_column=label_column, shape=shape,
+            controls=bool(controls), n_jobs=n_jobs, verbose=verbose, random_state=random_state)
         source = (f"{len(X)} cells from {Path(manifest).name}"
                   + (" with the paper's control structures" if controls else "")
                   + f", shape {tuple(X.shape[2:])}")
