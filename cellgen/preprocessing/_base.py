@@ -29,10 +29,11 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
     output an ndarray whatever ``set_output`` asked for.
     """
 
-    #: joblib backend preference for ``n_jobs > 1``. scipy.ndimage holds the GIL, so
-    #: neither backend beat n_jobs=1 on 2 cores (BBBC021 pipeline: 2250 cells/s serial,
-    #: 1560 with 2 threads, 940 with 2 loky processes, which copy every chunk to a
-    #: worker and back); threads cost the least (benchmarks/bench_preprocessing.py).
+    #: joblib backend preference for ``n_jobs > 1``. scipy.ndimage holds the GIL for
+    #: most of the work, so two threads gave between 0.7x and 1.4x of serial speed on
+    #: 2 cores (BBBC021 pipeline), while loky processes, which copy every chunk to a
+    #: worker and back, were slower than serial; threads cost the least
+    #: (benchmarks/RESULTS.md).
     _prefer = "threads"
     #: Cells per parallel task at most; small enough to balance the load.
     _chunk_cells = 64
