@@ -33,10 +33,11 @@ setup(
         "matplotlib>=3.7",
         "joblib>=1.3",
         "tifffile>=2023.1",
+        "scikit-image>=0.21",
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "numpydoc>=1.6", "sphinx>=7"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "numpydoc>=1.6", "sphinx>=7"],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },
     entry_points={"console_scripts": ["cellgen=cellgen.cli:main"]},
