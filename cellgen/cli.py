@@ -55,17 +55,28 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
     Channels are ordered cell body (membrane), DNA, then structure; the first two
     drive the alignment, and the structure channel is the last.
     """
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+
     from .io import load_manifest
     from .preprocessing import CellAligner, IntensityNormalizer, PadCrop, add_control_structures
 
-    steps = [IntensityNormalizer(n_jobs=n_jobs), CellAligner(axis_channel=0, center_channel=1,
-                                                             n_jobs=n_jobs)]
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"--manifest {manifest} does not exist.")
+    rows = pd.read_csv(manifest)
+    # Check the label column before reading thousands of images.
+    if label_column is not None and label_column not in rows.columns:
+        raise ValueError(
+            f"--label-column {label_column!r} is not a column of the manifest; its columns "
+            f"are {list(rows.columns)}."
+        )
+    steps = [IntensityNormalizer(n_jobs=n_jobs),
+             CellAligner(axis_channel=0, center_channel=1, n_jobs=n_jobs)]
     if shape is not None:
         steps.append(PadCrop(shape))
-    from sklearn.pipeline import make_pipeline
-
-    X, meta = load_manifest(manifest, channels=channels, preprocessor=make_pipeline(*steps),
-                            n_jobs=n_jobs, verbose=verbose)
+    X, meta = load_manifest(rows, root=manifest.parent, channels=channels,
+                            preprocessor=make_pipeline(*steps), n_jobs=n_jobs, verbose=verbose)
     if X.shape[1] < 3:
         raise ValueError(
             f"the manifest's images have {X.shape[1]} channel(s); cellgen needs a cell body "
@@ -75,11 +86,6 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
     names = list(meta.attrs.get("channel_names") or [])
     structure_name = names[-1] if names else "structure"
     if label_column is not None:
-        if label_column not in meta.columns:
-            raise ValueError(
-                f"--label-column {label_column!r} is not a column of the manifest; its columns "
-                f"are {list(meta.columns)}."
-            )
         y = meta[label_column].astype(str).to_numpy()
     else:
         y = np.full(len(X), structure_name, dtype=object)
