@@ -263,6 +263,24 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         return self._run(lambda s, r, c: self.module_.encode(s, r, c)[0],
                          self._inputs(X, structures), dtypes=_DTYPES)
 
+    def encode(self, X, structures=None):
+        """Conditional posterior mean and log-variance of each cell.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required).
+
+        Returns
+        -------
+        mu, logvar : ndarray of shape (n_cells, n_latent)
+            Parameters of the diagonal Gaussian posterior.
+        """
+        return self._run(lambda s, r, c: self.module_.encode(s, r, c),
+                         self._inputs(X, structures), dtypes=_DTYPES)
+
     def inverse_transform(self, Z, *, reference, structures):
         """Decode conditional latent vectors into structure images in given cells.
 

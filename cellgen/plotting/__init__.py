@@ -5,6 +5,7 @@ Built on matplotlib alone. Every function returns a
 nothing lingers in pyplot's registry; save a figure with ``fig.savefig``.
 """
 
+from ._coupling import plot_coupling, plot_differential_coupling
 from ._images import (
     composite,
     plot_channels,
@@ -13,6 +14,7 @@ from ._images import (
     project,
 )
 from ._latent import plot_history, plot_latent_ranking
+from ._walks import plot_feature_correlations, plot_latent_walk, plot_rate_distortion
 
 __all__ = [
     "project",
@@ -22,4 +24,9 @@ __all__ = [
     "plot_channels",
     "plot_latent_ranking",
     "plot_history",
+    "plot_latent_walk",
+    "plot_feature_correlations",
+    "plot_rate_distortion",
+    "plot_coupling",
+    "plot_differential_coupling",
 ]

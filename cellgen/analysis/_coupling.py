@@ -1,0 +1,424 @@
+"""Coupling of a structure to each reference channel (paper, section 4.4, Eq. 4 and 5).
+
+Sign convention
+---------------
+Eq. 4 divides the cell's own conditional ELBO by the mean ELBO of the same
+cell with one reference channel swapped for another cell's. cellgen's ELBOs
+are negative (``-(sum of squared errors + KL)``), so the ratio is
+``loss(own) / loss(swapped)``:
+
+* ``c < 1``: the swap made the structure *less* likely; the structure's
+  placement is coupled to that reference channel, and the lower ``c``, the
+  stronger the coupling;
+* ``c ≈ 1``: the reference channel is not informative of the structure;
+* ``c > 1``: another cell's reference fits better (noise, or no coupling).
+
+Eq. 5 then averages ``(c_m - c_n) / (c_m + c_n)`` over cells, so with these
+ratios a *membrane*-coupled structure (``c_m < c_n``) has ``d < 0`` and a
+*nucleus*-coupled one ``d > 0``. This is the opposite sign to
+:func:`cellgen.datasets.structure_ground_truth`, whose
+``differential_coupling`` is written on coupling *strengths* (higher means
+more coupled): compare ``d`` with ``-differential_coupling`` there.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
+
+from ..utils import check_images, check_labels
+
+__all__ = ["structure_coupling", "differential_coupling", "StructureCoupling"]
+
+#: Two-sided 95 % normal quantile for the standard-error interval of ``d``.
+_Z95 = 1.959963984540054
+
+
+def _resolve_model(model):
+    """The conditional scorer, the channels it reads from ``X`` and the reference positions.
+
+    Returns ``(scorer, take, ref_pos, ref_channels)``: ``X[:, take]`` is what
+    ``scorer.score_samples`` expects, ``ref_pos`` are the reference channels'
+    positions in it and ``ref_channels`` their indices in ``X``.
+    """
+    # Duck-typed (not isinstance) so a sklearn FrozenEstimator wrapper works too.
+    if hasattr(model, "structure_model_"):  # a fitted StatisticalCell
+        ref = list(model.reference_channels_)
+        take = [*ref, model.structure_channel_]
+        return model.structure_model_, take, list(range(len(ref))), ref
+    if hasattr(model, "reference_channels_") and hasattr(model, "structure_channel_"):
+        ref = list(model.reference_channels_)
+        return model, None, ref, ref
+    if not hasattr(model, "score_samples"):
+        raise TypeError("model must be a StatisticalCell or a ConditionalStructureVAE, got "
+                        f"{type(model).__name__}.")
+    raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call "
+                         "'fit' before computing coupling.")
+
+
+def _reference_names(reference_names, ref_channels):
+    if reference_names is None:
+        return [f"ref{c}" for c in ref_channels]
+    names = [str(n) for n in np.atleast_1d(np.asarray(reference_names, dtype=object))]
+    if len(names) != len(ref_channels):
+        raise ValueError(f"reference_names has {len(names)} name(s) but the model has "
+                         f"{len(ref_channels)} reference channel(s) {ref_channels}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"reference_names repeat a name: {names}.")
+    return names
+
+
+def _swap_partners(structures, n_swaps, random_state=None):
+    """Partner cells for the swaps: ``(n_cells, n_swaps)`` indices.
+
+    Every partner of cell ``i`` is tagged with the same structure as ``i`` and
+    is never ``i`` itself; partners are distinct when the structure has more
+    than ``n_swaps`` cells, drawn with replacement otherwise.
+    """
+    rng = check_random_state(random_state)
+    structures = np.asarray(structures, dtype=object)
+    partners = np.empty((len(structures), n_swaps), dtype=np.intp)
+    for label in pd.unique(structures):
+        members = np.flatnonzero(structures == label)
+        m = len(members)
+        if m < 2:
+            raise ValueError(f"Structure {label!r} is tagged in a single cell: its reference "
+                             "channels cannot be swapped with another cell of the same "
+                             "structure. Drop it or add cells.")
+        replace = m - 1 < n_swaps
+        for pos, i in enumerate(members):
+            draw = rng.choice(m - 1, size=n_swaps, replace=replace)
+            # Skip the cell's own position so it is never its own partner.
+            partners[i] = members[draw + (draw >= pos)]
+    return partners
+
+
+def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10,
+                       random_state=None, return_partners=False):
+    """Coupling of each cell's structure to each reference channel (the paper's Eq. 4).
+
+    For cell ``i`` and reference channel ``r``, channel ``r`` of ``i`` is
+    replaced by channel ``r`` of another cell ``j`` tagged with the same
+    structure (``n_swaps`` partners), and the coupling is the ratio of the
+    cell's own conditional ELBO to the mean ELBO of the swapped cells::
+
+        c_i^r = ELBO(x_i) / mean_j ELBO(x_i with x_i^r := x_j^r)
+
+    The ELBOs are negative, so ``c < 1`` means that another cell's reference
+    fits the structure worse: the structure is coupled to that channel, the
+    more the lower ``c``; ``c ≈ 1`` means no coupling.
+
+    Parameters
+    ----------
+    model : StatisticalCell or ConditionalStructureVAE
+        A fitted model; a StatisticalCell is scored through its
+        ``structure_model_``.
+    X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+        Cells with the channels and shape the model was fitted on.
+    structures : array-like of shape (n_cells,)
+        Structure label of each cell; swaps stay within a label.
+    reference_names : sequence of str or None, default=None
+        Names of the reference channels in the model's order, for example
+        ``["membrane", "DNA"]`` for :func:`~cellgen.datasets.make_cells`;
+        ``None`` gives ``"ref<channel index>"``.
+    n_swaps : int, default=10
+        Partner cells per cell (the paper's ``N_s``), drawn without
+        replacement when the structure has enough cells, with replacement
+        otherwise.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the choice of partners.
+    return_partners : bool, default=False
+        Also return the partner indices.
+
+    Returns
+    -------
+    coupling : pandas.DataFrame
+        One row per (cell, reference channel) with columns ``cell`` (row of
+        ``X``), ``structure``, ``reference``, ``elbo`` (the cell's own
+        conditional ELBO), ``elbo_swapped`` (mean over the swaps) and
+        ``coupling`` (their ratio).
+    partners : ndarray of shape (n_cells, n_swaps)
+        Row indices of the partner cells, the same for every reference
+        channel; only with ``return_partners=True``.
+
+    Raises
+    ------
+    NotFittedError
+        If ``model`` is not fitted.
+    ValueError
+        If a structure is tagged in a single cell, or ``reference_names``
+        does not match the reference channels.
+
+    See Also
+    --------
+    differential_coupling : Eq. 5, per structure (and phase).
+    StructureCoupling : The same as a scikit-learn transformer.
+
+    Notes
+    -----
+    Every swapped batch shares the layout of the unswapped one, so each cell
+    meets the same seeded draws of ``z`` in numerator and denominator (common
+    random numbers): the ratio reflects the swap, not the sampling noise.
+
+    Examples
+    --------
+    >>> from cellgen import ConditionalStructureVAE
+    >>> from cellgen.analysis import structure_coupling
+    >>> from cellgen.datasets import make_cells
+    >>> X, y, meta = make_cells(32, shape=(16, 16), random_state=0)
+    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1,
+    ...                                 random_state=0).fit(X, y)
+    >>> c = structure_coupling(model, X, y, reference_names=["membrane", "DNA"],
+    ...                        n_swaps=2, random_state=0)
+    >>> c.shape
+    (64, 6)
+    >>> sorted(c["reference"].unique())
+    ['DNA', 'membrane']
+    """
+    scorer, take, ref_pos, ref_channels = _resolve_model(model)
+    if not isinstance(n_swaps, Integral) or isinstance(n_swaps, bool) or n_swaps < 1:
+        raise ValueError(f"n_swaps must be a positive integer, got {n_swaps!r}.")
+    names = _reference_names(reference_names, ref_channels)
+    X = check_images(X)
+    labels = check_labels(structures, X.shape[0], name="structures")
+    partners = _swap_partners(labels, int(n_swaps), random_state)
+    Xc = X if take is None else X[:, take]
+
+    elbo = scorer.score_samples(Xc, structures=labels)
+    frames = []
+    for name, pos in zip(names, ref_pos):
+        swapped = np.empty((X.shape[0], n_swaps))
+        Xs = Xc.copy()
+        for k in range(n_swaps):
+            # One batch per swap round, all cells at once, in the unswapped layout.
+            Xs[:, pos] = Xc[partners[:, k], pos]
+            swapped[:, k] = scorer.score_samples(Xs, structures=labels)
+        elbo_swapped = swapped.mean(axis=1)
+        frames.append(pd.DataFrame({
+            "cell": np.arange(X.shape[0]), "structure": labels, "reference": name,
+            "elbo": elbo, "elbo_swapped": elbo_swapped, "coupling": elbo / elbo_swapped,
+        }))
+    # Stable on "cell" alone so each cell's rows keep the model's reference order.
+    out = pd.concat(frames, ignore_index=True).sort_values("cell", kind="stable",
+                                                          ignore_index=True)
+    return (out, partners) if return_partners else out
+
+
+def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("structure",),
+                          metadata=None):
+    """Differential coupling to membrane vs nucleus per group (the paper's Eq. 5).
+
+    ``d = mean_i (c_i^m - c_i^n) / (c_i^m + c_i^n)`` over the cells of each
+    group, with ``c`` from :func:`structure_coupling`. Because ``c < 1`` marks
+    coupling (the ELBOs are negative), ``d < 0`` means the structure is
+    coupled more to the membrane and ``d > 0`` more to the nucleus.
+
+    Parameters
+    ----------
+    coupling : pandas.DataFrame
+        Output of :func:`structure_coupling` (columns ``cell``, ``reference``
+        and ``coupling``, plus any ``by`` columns it holds).
+    membrane : str, default="membrane"
+        Name of the membrane reference channel in ``coupling["reference"]``.
+    nucleus : str, default="DNA"
+        Name of the nuclear reference channel.
+    by : str or sequence of str, default=("structure",)
+        Columns to group by, from ``coupling`` or ``metadata``, for example
+        ``("structure", "cell_cycle_phase")``; empty pools all cells.
+    metadata : pandas.DataFrame or None, default=None
+        One row per cell, in the order of ``X`` (row ``k`` describes
+        ``cell == k``), for example the metadata of
+        :func:`~cellgen.datasets.make_cells`.
+
+    Returns
+    -------
+    d : pandas.DataFrame
+        One row per group: the ``by`` columns, ``n_cells``, ``c_membrane``
+        and ``c_nucleus`` (mean couplings), ``differential_coupling`` (Eq. 5),
+        its standard error ``sem`` and a 95 % normal interval ``ci_low``,
+        ``ci_high`` (NaN for a single cell).
+
+    Raises
+    ------
+    ValueError
+        If ``membrane`` or ``nucleus`` is not a reference in ``coupling``, a
+        ``by`` column is missing, or ``metadata`` has fewer rows than cells.
+
+    See Also
+    --------
+    structure_coupling : Eq. 4, per cell and reference channel.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cellgen.analysis import differential_coupling
+    >>> c = pd.DataFrame({"cell": [0, 0, 1, 1], "structure": ["a"] * 4,
+    ...                   "reference": ["membrane", "DNA"] * 2,
+    ...                   "coupling": [0.5, 1.0, 0.5, 1.0]})
+    >>> round(differential_coupling(c)["differential_coupling"].item(), 4)
+    -0.3333
+    """
+    if not isinstance(coupling, pd.DataFrame):
+        raise TypeError(f"coupling must be a pandas DataFrame, got {type(coupling).__name__}.")
+    missing = {"cell", "reference", "coupling"} - set(coupling.columns)
+    if missing:
+        raise ValueError(f"coupling lacks column(s) {sorted(missing)}; pass the output of "
+                         "structure_coupling.")
+    known = list(pd.unique(coupling["reference"]))
+    for arg, name in (("membrane", membrane), ("nucleus", nucleus)):
+        if name not in known:
+            raise ValueError(f"{arg}={name!r} is not a reference channel of coupling; "
+                             f"known: {known}.")
+    by = [by] if isinstance(by, str) else list(by)
+    wide = coupling.pivot_table(index="cell", columns="reference", values="coupling",
+                                aggfunc="first")
+    cells = pd.DataFrame({"cell": wide.index.to_numpy(),
+                          "c_membrane": wide[membrane].to_numpy(dtype=float),
+                          "c_nucleus": wide[nucleus].to_numpy(dtype=float)})
+    own = [b for b in by if b in coupling.columns and b not in ("cell", "reference")]
+    if own:
+        cells = cells.merge(coupling.drop_duplicates("cell")[["cell", *own]], on="cell")
+    rest = [b for b in by if b not in own]
+    if rest:
+        if metadata is None:
+            raise ValueError(f"by column(s) {rest} are not in coupling; pass metadata "
+                             "holding them.")
+        absent = [b for b in rest if b not in metadata.columns]
+        if absent:
+            raise ValueError(f"by column(s) {absent} are in neither coupling nor metadata.")
+        if cells["cell"].max() >= len(metadata):
+            raise ValueError(f"metadata has {len(metadata)} rows but coupling refers to cell "
+                             f"{cells['cell'].max()}.")
+        cells = cells.assign(**{b: metadata[b].to_numpy()[cells["cell"].to_numpy()]
+                                for b in rest})
+    cells["d"] = (cells["c_membrane"] - cells["c_nucleus"]) / (cells["c_membrane"]
+                                                               + cells["c_nucleus"])
+    keys = by if by else (lambda _: "all")
+    grouped = cells.groupby(keys, sort=True, dropna=False)
+    out = grouped.agg(n_cells=("d", "size"), c_membrane=("c_membrane", "mean"),
+                      c_nucleus=("c_nucleus", "mean"), differential_coupling=("d", "mean"),
+                      sem=("d", "sem"))
+    out["ci_low"] = out["differential_coupling"] - _Z95 * out["sem"]
+    out["ci_high"] = out["differential_coupling"] + _Z95 * out["sem"]
+    return out.reset_index(drop=not by)
+
+
+class StructureCoupling(TransformerMixin, BaseEstimator):
+    """Per-cell coupling to each reference channel, as a scikit-learn transformer.
+
+    Wraps :func:`structure_coupling`: ``transform`` returns one column of
+    Eq. 4 couplings per reference channel (``c < 1`` means coupled).
+
+    Parameters
+    ----------
+    model : StatisticalCell or ConditionalStructureVAE
+        A fitted model. :func:`sklearn.base.clone` would return an unfitted
+        copy of it; wrap it in :class:`sklearn.frozen.FrozenEstimator` to keep
+        it fitted through cloning (grid searches, pipelines).
+    n_swaps : int, default=10
+        Partner cells per cell.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the choice of partners.
+    reference_names : sequence of str or None, default=None
+        Names of the reference channels; ``None`` gives ``"ref<channel>"``.
+
+    Attributes
+    ----------
+    reference_names_ : list of str
+        Names of the reference channels, one per output column.
+    n_features_out_ : int
+        Number of reference channels.
+
+    See Also
+    --------
+    structure_coupling : The tidy per-cell table with the ELBOs.
+
+    Examples
+    --------
+    >>> from cellgen import ConditionalStructureVAE
+    >>> from cellgen.analysis import StructureCoupling
+    >>> from cellgen.datasets import make_cells
+    >>> X, y, meta = make_cells(32, shape=(16, 16), random_state=0)
+    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1,
+    ...                                 random_state=0).fit(X, y)
+    >>> sc = StructureCoupling(model, n_swaps=2, random_state=0,
+    ...                        reference_names=["membrane", "DNA"]).fit(X)
+    >>> sc.transform(X, structures=y).shape
+    (32, 2)
+    >>> sc.get_feature_names_out().tolist()
+    ['coupling_membrane', 'coupling_DNA']
+    """
+
+    def __init__(self, model, *, n_swaps=10, random_state=None, reference_names=None):
+        self.model = model
+        self.n_swaps = n_swaps
+        self.random_state = random_state
+        self.reference_names = reference_names
+
+    def fit(self, X, y=None):
+        """Check that the model is fitted and record the reference channel names.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Ignored apart from validation; nothing is learned.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : StructureCoupling
+            The fitted transformer.
+        """
+        check_images(X)
+        _, _, _, ref_channels = _resolve_model(self.model)
+        self.reference_names_ = _reference_names(self.reference_names, ref_channels)
+        self.n_features_out_ = len(self.reference_names_)
+        return self
+
+    def transform(self, X, structures):
+        """Coupling of each cell to each reference channel.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Cells with the channels and shape the model was fitted on.
+        structures : array-like of shape (n_cells,)
+            Structure label of each cell.
+
+        Returns
+        -------
+        C : ndarray of shape (n_cells, n_reference_channels)
+            Eq. 4 coupling per cell and reference channel.
+        """
+        if not hasattr(self, "reference_names_"):
+            raise NotFittedError("This StructureCoupling instance is not fitted yet; call "
+                                 "'fit' first.")
+        frame = structure_coupling(self.model, X, structures,
+                                   reference_names=self.reference_names_,
+                                   n_swaps=self.n_swaps, random_state=self.random_state)
+        wide = frame.pivot(index="cell", columns="reference", values="coupling")
+        return wide[self.reference_names_].to_numpy()
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names, ``coupling_<reference name>``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for scikit-learn API compatibility.
+
+        Returns
+        -------
+        names : ndarray of str
+            One name per reference channel.
+        """
+        if not hasattr(self, "reference_names_"):
+            raise NotFittedError("This StructureCoupling instance is not fitted yet; call "
+                                 "'fit' first.")
+        return np.asarray([f"coupling_{n}" for n in self.reference_names_], dtype=object)

@@ -1,0 +1,96 @@
+"""
+Coupling of structures to the cell membrane and the nucleus
+===========================================================
+
+The Statistical Cell asks how much the place of a subcellular structure is set
+by the cell membrane and by the nucleus (paper, section 4.4). For each cell,
+one reference channel is swapped for the same channel of other cells tagged
+with the same structure; if the structure follows that channel, the swap makes
+it less likely. Eq. 4 is the ratio of the ELBOs before and after the swap
+(the ELBOs are negative, so ``c < 1`` means coupled) and Eq. 5 condenses the
+two ratios into a differential coupling ``d`` per structure and cell-cycle
+phase (``d < 0`` membrane, ``d > 0`` nucleus).
+
+Synthetic cells have a known answer (:func:`cellgen.datasets.structure_ground_truth`),
+so this example checks the recovered coupling against it: the sign of ``d``
+for the structures with a clear preference, and the rank correlation between
+the true coupling strengths and the recovered ones (``1 - c``) across
+structures, phases and both channels.
+
+Run ``python examples/plot_coupling_synthetic.py --out coupling`` (a few
+minutes on a laptop CPU); ``--epochs`` and ``--n-cells`` trade time for
+accuracy.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+from cellgen.analysis import differential_coupling, structure_coupling
+from cellgen.datasets import make_cells, structure_ground_truth
+from cellgen.plotting import plot_coupling, plot_differential_coupling
+
+parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+parser.add_argument("--out", type=Path, default=Path("coupling_synthetic"),
+                    help="folder for the figures and tables")
+parser.add_argument("--epochs", type=int, default=40)
+parser.add_argument("--n-cells", type=int, default=1200)
+parser.add_argument("--size", type=int, default=32, help="image side in pixels")
+parser.add_argument("--n-swaps", type=int, default=5)
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+start = time.perf_counter()
+
+# %%
+# Cells with every structure and control, a quarter of them in mitosis so the
+# phase-dependent structures (nuclear envelope, nucleoli) have enough mitotic cells.
+X, y, meta = make_cells(args.n_cells, shape=(args.size, args.size), mitosis_fraction=0.25,
+                        random_state=0)
+small = dict(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=3e-3, max_epochs=args.epochs,
+             n_elbo_samples=4, random_state=0)
+model = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small)).fit(X, y)
+fitted = time.perf_counter()
+
+# %%
+# Eq. 4 per cell and reference channel; make_cells puts the membrane in channel 0
+# and the DNA in channel 1.
+coupling = structure_coupling(model, X, y, reference_names=["membrane", "DNA"],
+                              n_swaps=args.n_swaps, random_state=0)
+d = differential_coupling(coupling, by=("structure", "cell_cycle_phase"), metadata=meta)
+scored = time.perf_counter()
+
+# %%
+# Compare with the ground truth. Its couplings are strengths (1 = fully set by
+# the channel) and its differential coupling is (m - n) / (m + n) on those, so
+# it has the opposite sign of Eq. 5 on ELBO ratios.
+truth = structure_ground_truth()
+table = d.merge(truth, on=["structure", "cell_cycle_phase"])
+clear = table[table["differential_coupling_y"].abs() > 0.5]
+agree = np.sign(clear["differential_coupling_x"]) == -np.sign(clear["differential_coupling_y"])
+true_strength = np.concatenate([table["membrane_coupling"], table["nucleus_coupling"]])
+recovered = np.concatenate([1 - table["c_membrane"], 1 - table["c_nucleus"]])
+rho = spearmanr(true_strength, recovered).statistic
+
+pd.set_option("display.width", 140)
+print(table[["structure", "cell_cycle_phase", "n_cells", "c_membrane", "c_nucleus",
+             "differential_coupling_x", "differential_coupling_y"]]
+      .rename(columns={"differential_coupling_x": "d", "differential_coupling_y": "d_true"})
+      .round(3).to_string(index=False))
+print(f"sign agreement on clearly coupled structure/phase pairs: {agree.sum()}/{len(agree)}")
+for (s, p), ok in zip(clear[["structure", "cell_cycle_phase"]].values, agree):
+    if not ok:
+        print(f"  disagrees: {s} ({p})")
+print(f"Spearman rho, true vs recovered coupling strength: {rho:.3f}")
+print(f"fit {fitted - start:.0f} s, coupling {scored - fitted:.0f} s")
+
+# %%
+# Fig. 5a: one point per cell; Fig. 5b: one bar per structure and phase.
+plot_coupling(coupling).savefig(args.out / "coupling_per_cell.png", dpi=120)
+plot_differential_coupling(d).savefig(args.out / "differential_coupling.png", dpi=120)
+coupling.to_csv(args.out / "coupling.csv", index=False)
+table.to_csv(args.out / "differential_coupling.csv", index=False)

@@ -1,0 +1,249 @@
+"""Coupling of structures to reference channels (Eq. 4 and 5) and its plots."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+
+from cellgen import ConditionalStructureVAE, StatisticalCell
+from cellgen.analysis import StructureCoupling, differential_coupling, structure_coupling
+from cellgen.analysis._coupling import _swap_partners
+from cellgen.datasets import make_cells, structure_ground_truth
+from cellgen.plotting import plot_coupling, plot_differential_coupling
+
+NAMES = ["membrane", "DNA"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # On a shared 2-core machine torch's default threads spin against each other and
+    # the known-answer fit went from 12 s to over 6 minutes; one thread is restored after.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- swap bookkeeping
+@pytest.mark.parametrize("n_swaps", [1, 3, 10])
+def test_partners_share_structure_and_are_never_self(n_swaps):
+    labels = np.array(["a"] * 5 + ["b"] * 2 + ["c"] * 12, dtype=object)
+    labels = labels[np.random.RandomState(0).permutation(len(labels))]
+    partners = _swap_partners(labels, n_swaps, random_state=0)
+    assert partners.shape == (len(labels), n_swaps)
+    assert (labels[partners] == labels[:, None]).all()
+    assert (partners != np.arange(len(labels))[:, None]).all()
+    for i, row in enumerate(partners):
+        # Without replacement whenever the structure has enough other cells.
+        if (labels == labels[i]).sum() - 1 >= n_swaps:
+            assert len(set(row)) == n_swaps
+
+
+def test_partners_cover_the_other_cells():
+    labels = np.array(["a"] * 4, dtype=object)
+    partners = _swap_partners(labels, 3, random_state=0)
+    for i in range(4):
+        assert sorted(partners[i]) == sorted(set(range(4)) - {i})
+
+
+def test_single_cell_structure_is_named():
+    labels = np.array(["a", "a", "lonely"], dtype=object)
+    with pytest.raises(ValueError, match="'lonely'"):
+        _swap_partners(labels, 2)
+
+
+# ---------------------------------------------------------------- Eq. 4 with a real model
+@pytest.fixture(scope="module")
+def few(cells2d):
+    """Three cells of each structure: every structure can swap, and scoring stays cheap."""
+    X, y, _ = cells2d
+    keep = pd.Series(y).groupby(y).cumcount().to_numpy() < 3
+    return X[keep], y[keep]
+
+
+@pytest.fixture(scope="module")
+def coupling2d(conditional2d, few):
+    X, y = few
+    return structure_coupling(conditional2d, X, y, reference_names=NAMES, n_swaps=3,
+                              random_state=0, return_partners=True)
+
+
+def test_coupling_table(coupling2d, few):
+    X, y = few
+    frame, partners = coupling2d
+    assert len(frame) == 2 * len(X)
+    assert list(frame.columns) == ["cell", "structure", "reference", "elbo", "elbo_swapped",
+                                   "coupling"]
+    assert set(frame["reference"]) == set(NAMES)
+    np.testing.assert_array_equal(frame.groupby("cell")["structure"].first(), y)
+    np.testing.assert_allclose(frame["coupling"], frame["elbo"] / frame["elbo_swapped"])
+    assert (frame["elbo"] < 0).all()
+    assert (y[partners] == y[:, None]).all()
+    assert (partners != np.arange(len(X))[:, None]).all()
+
+
+def test_coupling_matches_manual_swap(conditional2d, few, coupling2d):
+    X, y = few
+    frame, partners = coupling2d
+    elbo = conditional2d.score_samples(X, y)
+    swapped = []
+    for k in range(partners.shape[1]):
+        Xs = X.copy()
+        Xs[:, 1] = X[partners[:, k], 1]
+        swapped.append(conditional2d.score_samples(Xs, y))
+    expected = elbo / np.mean(swapped, axis=0)
+    got = frame[frame["reference"] == "DNA"].sort_values("cell")["coupling"].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_statistical_cell_uses_its_structure_model(statcell2d, few):
+    X, y = few
+    a = structure_coupling(statcell2d, X, y, n_swaps=2, random_state=0)
+    b = structure_coupling(statcell2d.structure_model_, X, y, n_swaps=2, random_state=0)
+    assert sorted(a["reference"].unique()) == ["ref0", "ref1"]
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_coupling_is_reproducible(conditional2d, few):
+    X, y = few
+    a = structure_coupling(conditional2d, X, y, n_swaps=1, random_state=3)
+    b = structure_coupling(conditional2d, X, y, n_swaps=1, random_state=3)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_coupling_errors(conditional2d, cells2d):
+    X, y, _ = cells2d
+    with pytest.raises(NotFittedError):
+        structure_coupling(ConditionalStructureVAE(), X, y)
+    with pytest.raises(NotFittedError):
+        structure_coupling(StatisticalCell(), X, y)
+    lonely = y.astype(object)
+    lonely[0] = "only_me"
+    with pytest.raises(ValueError, match="'only_me'"):
+        structure_coupling(conditional2d, X, lonely)
+    with pytest.raises(ValueError, match="reference_names"):
+        structure_coupling(conditional2d, X, y, reference_names=["membrane"])
+    with pytest.raises(ValueError, match="n_swaps"):
+        structure_coupling(conditional2d, X, y, n_swaps=0)
+
+
+# ---------------------------------------------------------------- Eq. 5 arithmetic
+def _hand_made():
+    # Two structures, membrane-coupled "m" (c_m < 1) and nucleus-coupled "n".
+    c = {0: (0.5, 1.0), 1: (0.6, 1.0), 2: (1.0, 0.25), 3: (1.0, 0.5), 4: (0.8, 0.8)}
+    structure = {0: "m", 1: "m", 2: "n", 3: "n", 4: "n"}
+    rows = [dict(cell=i, structure=structure[i], reference=r, coupling=v)
+            for i, (cm, cn) in c.items() for r, v in (("membrane", cm), ("DNA", cn))]
+    return pd.DataFrame(rows)
+
+
+def test_differential_coupling_arithmetic():
+    d = differential_coupling(_hand_made()).set_index("structure")
+    per_m = [(0.5 - 1) / 1.5, (0.6 - 1) / 1.6]
+    per_n = [0.75 / 1.25, 0.5 / 1.5, 0.0]
+    assert d.loc["m", "n_cells"] == 2 and d.loc["n", "n_cells"] == 3
+    assert d.loc["m", "differential_coupling"] == pytest.approx(np.mean(per_m))
+    assert d.loc["n", "differential_coupling"] == pytest.approx(np.mean(per_n))
+    assert d.loc["n", "c_membrane"] == pytest.approx(2.8 / 3)
+    assert d.loc["n", "c_nucleus"] == pytest.approx(1.55 / 3)
+    sem = np.std(per_n, ddof=1) / np.sqrt(3)
+    assert d.loc["n", "sem"] == pytest.approx(sem)
+    assert d.loc["n", "ci_high"] - d.loc["n", "ci_low"] == pytest.approx(2 * 1.959964 * sem)
+
+
+def test_differential_coupling_by_metadata_and_pooled():
+    c = _hand_made()
+    meta = pd.DataFrame({"cell_cycle_phase": ["i", "x", "i", "i", "x"]})
+    d = differential_coupling(c, by=("structure", "cell_cycle_phase"), metadata=meta)
+    assert d[["structure", "cell_cycle_phase"]].values.tolist() == [
+        ["m", "i"], ["m", "x"], ["n", "i"], ["n", "x"]]
+    assert d["n_cells"].tolist() == [1, 1, 2, 1]
+    row = d[(d.structure == "n") & (d.cell_cycle_phase == "i")]
+    assert row["differential_coupling"].item() == pytest.approx((0.6 + 1 / 3) / 2)
+    pooled = differential_coupling(c, by=())
+    assert pooled["n_cells"].item() == 5
+
+
+def test_differential_coupling_errors():
+    c = _hand_made()
+    with pytest.raises(ValueError, match="nucleus='nuc'"):
+        differential_coupling(c, nucleus="nuc")
+    with pytest.raises(ValueError, match="membrane='actin'"):
+        differential_coupling(c, membrane="actin")
+    with pytest.raises(ValueError, match="metadata"):
+        differential_coupling(c, by=("cell_cycle_phase",))
+    with pytest.raises(ValueError, match="rows"):
+        differential_coupling(c, by=("phase",), metadata=pd.DataFrame({"phase": ["i"] * 2}))
+    with pytest.raises(TypeError):
+        differential_coupling(c.to_dict())
+
+
+# ---------------------------------------------------------------- transformer
+def test_structure_coupling_transformer(conditional2d, few):
+    X, y = few
+    sc = StructureCoupling(conditional2d, n_swaps=2, random_state=0, reference_names=NAMES)
+    with pytest.raises(NotFittedError):
+        sc.transform(X, y)
+    C = sc.fit(X).transform(X, structures=y)
+    frame = structure_coupling(conditional2d, X, y, reference_names=NAMES, n_swaps=2,
+                               random_state=0)
+    assert C.shape == (len(X), 2)
+    np.testing.assert_allclose(C[:, 1], frame[frame.reference == "DNA"]["coupling"])
+    out = sc.set_output(transform="pandas").transform(X, structures=y)
+    assert list(out.columns) == ["coupling_membrane", "coupling_DNA"]
+    with pytest.raises(NotFittedError):
+        StructureCoupling(ConditionalStructureVAE()).fit(X)
+    # A frozen model survives clone(); a bare one would come back unfitted.
+    frozen = clone(StructureCoupling(FrozenEstimator(conditional2d), n_swaps=2,
+                                     random_state=0)).fit(X)
+    np.testing.assert_allclose(frozen.transform(X, structures=y), C)
+
+
+# ---------------------------------------------------------------- plots
+def test_plots():
+    c = _hand_made()
+    fig = plot_coupling(c)
+    assert len(fig.axes[0].collections) == 2
+    with pytest.raises(ValueError, match="nucleus"):
+        plot_coupling(c, nucleus="nuc")
+    meta = pd.DataFrame({"cell_cycle_phase": ["i", "x", "i", "i", "x"]})
+    d = differential_coupling(c, by=("structure", "cell_cycle_phase"), metadata=meta)
+    fig = plot_differential_coupling(d)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert sorted(heights) == pytest.approx(sorted(d["differential_coupling"]))
+    with pytest.raises(ValueError, match="structure"):
+        plot_differential_coupling(d.drop(columns="structure"))
+
+
+# ---------------------------------------------------------------- known answer
+KNOWN = ["nuclear_envelope", "cell_periphery", "control_dna", "control_membrane",
+         "control_blank"]
+
+
+def test_known_answer_signs():
+    """A briefly trained model recovers which channel each structure follows.
+
+    Eq. 4 couplings are ELBO ratios below 1 when coupled, so Eq. 5 is negative
+    for membrane-coupled structures: the opposite sign of the ground truth's
+    ``differential_coupling``, which is written on coupling strengths.
+    """
+    X, y, meta = make_cells(300, shape=(24, 24), structures=KNOWN, mitosis_fraction=0,
+                            random_state=0)
+    model = ConditionalStructureVAE(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=3e-3,
+                                    max_epochs=25, batch_size=32, n_elbo_samples=4,
+                                    device="cpu", random_state=0).fit(X, y)
+    c = structure_coupling(model, X, y, reference_names=NAMES, n_swaps=4, random_state=0)
+    d = differential_coupling(c).set_index("structure")
+    truth = structure_ground_truth()
+    truth = truth[truth.cell_cycle_phase == "interphase"].set_index("structure")
+    for s in ["nuclear_envelope", "cell_periphery", "control_dna", "control_membrane"]:
+        expected = -np.sign(truth.loc[s, "differential_coupling"])
+        assert np.sign(d.loc[s, "differential_coupling"]) == expected, (s, d)
+        assert d.loc[s, "ci_low"] * d.loc[s, "ci_high"] > 0, (s, d)  # clear of zero
+    # The copies are coupled to their own channel only, more than any real structure.
+    assert d.loc["control_dna", "c_nucleus"] < d.loc["nuclear_envelope", "c_nucleus"] < 0.95
+    assert d.loc["control_membrane", "c_membrane"] < d.loc["cell_periphery", "c_membrane"] < 0.95
+    assert abs(d.loc["control_blank", "differential_coupling"]) < 0.1

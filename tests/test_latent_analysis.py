@@ -1,0 +1,136 @@
+"""Latent walks, correlations with cell features and the β sweep (paper 4.2, 4.3)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from cellgen import ConditionalStructureVAE, ReferenceVAE
+from cellgen.analysis import beta_sweep, latent_feature_correlations, latent_walk
+from cellgen.datasets import make_cells
+from cellgen.plotting import plot_feature_correlations, plot_latent_walk, plot_rate_distortion
+
+from .conftest import TINY
+
+
+def test_walk_decodes_the_stated_codes(reference2d, cells2d):
+    X, _, _ = cells2d
+    Z = reference2d.transform(X[:, :2])
+    images, steps = latent_walk(reference2d, [2, 0], Z=Z)
+    assert images.shape == (2, 9, 2, 16, 16) and steps.shape == (2, 9)
+    # Steps span -2..+2 SD of the dimension across the cells.
+    np.testing.assert_allclose(steps[0, [0, -1]], [-2 * Z[:, 2].std(), 2 * Z[:, 2].std()])
+    code = np.zeros((1, TINY["n_latent"]), dtype=np.float32)
+    code[0, 2] = steps[0, 7]
+    np.testing.assert_allclose(images[0, 7], reference2d.inverse_transform(code)[0], atol=1e-5)
+    centre = reference2d.inverse_transform(np.zeros((1, TINY["n_latent"]), np.float32))[0]
+    np.testing.assert_allclose(images[1, 4], centre, atol=1e-5)
+    # Without Z, the prior's SD: the ends sit at exactly -2 and +2.
+    _, prior_steps = latent_walk(reference2d, 1)
+    np.testing.assert_allclose(prior_steps[0, [0, 4, 8]], [-2, 0, 2])
+
+
+def test_walk_in_a_given_cell_for_the_conditional_model(conditional2d, cells2d):
+    X, y, _ = cells2d
+    images, _ = latent_walk(conditional2d, [0, 1, 2], n_steps=5, reference=X[:1, :2],
+                            structures=y[0])
+    assert images.shape == (3, 5, 1, 16, 16)
+    code = np.zeros((1, TINY["n_latent"]), np.float32)
+    code[0, 1] = 1.0
+    expected = conditional2d.inverse_transform(code, reference=X[:1, :2], structures=y[0])
+    np.testing.assert_allclose(images[1, 3], expected[0], atol=1e-5)
+    with pytest.raises(ValueError, match="pass reference="):
+        latent_walk(conditional2d, 0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dimensions=4), r"lie in \[0, 4\)"),
+    (dict(dimensions=[0], n_steps=1), "n_steps must be"),
+    (dict(dimensions=[0], span=0), "span must be"),
+    (dict(dimensions=[0], Z=np.zeros((5, 3))), "Z must be"),
+    (dict(dimensions=[0.5]), "must be integers"),
+])
+def test_walk_errors(reference2d, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        latent_walk(reference2d, **kwargs)
+
+
+def test_correlations_known_answers():
+    rng = np.random.default_rng(0)
+    n = 200
+    area, height = rng.random(n), rng.random(n)
+    Z = pd.DataFrame({"z_a": np.log(area) * -3, "z_h": height ** 3, "noise": rng.random(n)})
+    feats = pd.DataFrame({"area": area, "height": height, "phase": ["G1"] * n})
+    rho, p = latent_feature_correlations(Z, feats, return_pvalues=True)
+    assert list(rho.columns) == ["area", "height"]  # non-numeric columns ignored
+    assert rho.loc["z_a", "area"] == pytest.approx(-1.0)
+    assert rho.loc["z_h", "height"] == pytest.approx(1.0)
+    assert abs(rho.loc["noise", "area"]) < 0.2 and p.loc["noise", "area"] > 0.01
+    assert p.loc["z_h", "height"] < 1e-10
+    # An independent computation of one entry.
+    assert rho.loc["noise", "height"] == pytest.approx(
+        stats.spearmanr(Z["noise"], height).statistic)
+    sub = latent_feature_correlations(Z.to_numpy(), feats, dimensions=[1, 0])
+    assert list(sub.index) == ["1", "0"]
+    assert sub.loc["1", "height"] == pytest.approx(1.0)
+
+
+def test_correlations_recover_cell_size_on_synthetic_cells(reference2d, cells2d):
+    # The reference embedding of even a tiny model tracks cell area: some
+    # dimension correlates with it well beyond chance.
+    X, _, meta = cells2d
+    rho = latent_feature_correlations(reference2d.transform(X[:, :2]),
+                                      meta[["cell_area", "nucleus_area"]])
+    assert rho["cell_area"].abs().max() > 0.4
+
+
+def test_correlation_errors():
+    with pytest.raises(ValueError, match="has 3 cells but features has 2"):
+        latent_feature_correlations(np.zeros((3, 2)), pd.DataFrame({"a": [1.0, 2.0]}))
+    with pytest.raises(ValueError, match="no numeric column"):
+        latent_feature_correlations(np.zeros((2, 2)), pd.DataFrame({"a": ["x", "y"]}))
+    with pytest.raises(TypeError, match="DataFrame"):
+        latent_feature_correlations(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+@pytest.fixture(scope="module")
+def sweep_data():
+    X, y, _ = make_cells(120, shape=(16, 16), random_state=5)
+    return X, y
+
+
+def test_beta_sweep_trades_rate_for_distortion(sweep_data):
+    X, _ = sweep_data
+    vae = ReferenceVAE(random_state=0, **dict(TINY, max_epochs=4))
+    sweep = beta_sweep(vae, X[:96, :2], X[96:, :2], [0.001, 1.0])
+    assert sweep["beta"].tolist() == [0.001, 1.0]
+    low, high = sweep.iloc[0], sweep.iloc[1]
+    # A heavier KL weight buys a lower rate and pays in distortion.
+    assert high["rate"] < 0.5 * low["rate"]
+    assert high["distortion"] > low["distortion"]
+    assert (sweep["rate"] >= 0).all() and (sweep["distortion"] > 0).all()
+    assert high["n_effective"] <= low["n_effective"]
+    fig = plot_rate_distortion(sweep)
+    assert len(fig.axes[0].lines) == 1 and len(fig.axes[0].texts) == 2
+
+
+def test_beta_sweep_on_the_conditional_model(sweep_data):
+    X, y = sweep_data
+    model = ConditionalStructureVAE(random_state=0, **dict(TINY, max_epochs=1))
+    sweep = beta_sweep(model, X[:96], X[96:], [0.05], fit_params={"structures": y[:96]},
+                       score_params={"structures": y[96:]})
+    assert len(sweep) == 1 and np.isfinite(sweep[["rate", "distortion", "elbo"]]).all().all()
+    with pytest.raises(ValueError, match=r"betas must be values in \[0, 1\]"):
+        beta_sweep(model, X[:96], X[96:], [2.0])
+
+
+def test_walk_and_correlation_figures(reference2d):
+    images, steps = latent_walk(reference2d, [0, 1, 2], n_steps=5)
+    fig = plot_latent_walk(images, steps, dimension_names=["a", "b", "c"])
+    assert len(fig.axes) == 15
+    assert fig.axes[0].get_title() == f"{steps[0, 0]:+.2f}"
+    with pytest.raises(ValueError, match="steps must have shape"):
+        plot_latent_walk(images, steps[:, :2])
+    rho = pd.DataFrame(np.eye(3)[:, :2], index=["z0", "z1", "z2"], columns=["f", "g"])
+    fig = plot_feature_correlations(rho)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["f", "g"]
