@@ -7,12 +7,15 @@ from ._latent import (
     latent_walk,
     rank_latent_dimensions,
 )
+from ._profiling import aggregate_profiles, moa_accuracy
 
 __all__ = [
     "rank_latent_dimensions",
     "latent_walk",
     "latent_feature_correlations",
     "beta_sweep",
+    "aggregate_profiles",
+    "moa_accuracy",
     "structure_coupling",
     "differential_coupling",
     "StructureCoupling",
