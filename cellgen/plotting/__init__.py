@@ -6,6 +6,7 @@ nothing lingers in pyplot's registry; save a figure with ``fig.savefig``.
 """
 
 from ._coupling import plot_coupling, plot_differential_coupling
+from ._drug import plot_dose_response, plot_drug_direction, plot_effect_scatter
 from ._images import (
     composite,
     plot_channels,
@@ -29,4 +30,7 @@ __all__ = [
     "plot_rate_distortion",
     "plot_coupling",
     "plot_differential_coupling",
+    "plot_drug_direction",
+    "plot_effect_scatter",
+    "plot_dose_response",
 ]
