@@ -12,13 +12,34 @@ two ratios into a differential coupling ``d`` per structure and cell-cycle
 phase (``d < 0`` membrane, ``d > 0`` nucleus).
 
 Synthetic cells have a known answer (:func:`cellgen.datasets.structure_ground_truth`),
-so this example checks the recovered coupling against it: the sign of ``d``
-for the structures with a clear preference, and the rank correlation between
-the true coupling strengths and the recovered ones (``1 - c``) across
-structures, phases and both channels.
+so this example checks the recovered coupling against it, per structure and
+cell-cycle phase (the ground truth is written per phase: the nuclear envelope
+and the nucleoli follow the nucleus in interphase and only the cell outline in
+mitosis):
 
-Run ``python examples/plot_coupling_synthetic.py --out coupling`` (a few
-minutes on a laptop CPU); ``--epochs`` and ``--n-cells`` trade time for
+* the sign of ``d`` for every structure and control with a clear preference
+  (``|d_true| > 0.5``: 12 structure/phase pairs), which must be the opposite of
+  the ground truth's sign (Eq. 5 is written on ELBO ratios, the ground truth on
+  strengths);
+* Spearman's rank correlation between the true coupling *strengths* (the
+  ground truth's ``membrane_coupling`` and ``nucleus_coupling``) and the
+  recovered strengths ``1 - c`` (mean Eq. 4 ratio), over every structure,
+  phase and reference channel (40 pairs). This is the issue's "true vs
+  recovered coupling strength across structures". Half of the 40 true
+  strengths are 0 and most others are tied too, so even a perfect ranking of
+  untied recovered values gives at most about 0.93; the correlation between
+  the true ``d`` and the recovered ``-d`` is printed alongside (same ceiling).
+
+Swap partners are drawn among cells of the same structure *and* phase: the
+ground truth says, for example, that within mitosis the nucleus (the
+metaphase plate) does not place the nuclear envelope's haze; swapping a
+mitotic cell's DNA for an interphase nucleus instead asks whether the structure
+depends on the phase that the DNA reveals, which it does. ``--swap-across-phases``
+draws partners among all cells of the structure, as
+:func:`~cellgen.analysis.structure_coupling` does by default.
+
+Run ``python examples/plot_coupling_synthetic.py --out coupling`` (about two
+minutes on two CPU cores); ``--epochs`` and ``--n-cells`` trade time for
 accuracy.
 """
 
@@ -42,6 +63,8 @@ parser.add_argument("--epochs", type=int, default=40)
 parser.add_argument("--n-cells", type=int, default=1200)
 parser.add_argument("--size", type=int, default=32, help="image side in pixels")
 parser.add_argument("--n-swaps", type=int, default=5)
+parser.add_argument("--swap-across-phases", action="store_true",
+                    help="draw swap partners among all cells of a structure, whatever their phase")
 args = parser.parse_args()
 args.out.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
@@ -51,16 +74,24 @@ start = time.perf_counter()
 # phase-dependent structures (nuclear envelope, nucleoli) have enough mitotic cells.
 X, y, meta = make_cells(args.n_cells, shape=(args.size, args.size), mitosis_fraction=0.25,
                         random_state=0)
-small = dict(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=3e-3, max_epochs=args.epochs,
+small = dict(n_latent=16, widths=(16, 32, 64), beta=0.01, lr=3e-3, max_epochs=args.epochs,
              n_elbo_samples=4, random_state=0)
 model = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small)).fit(X, y)
 fitted = time.perf_counter()
 
 # %%
 # Eq. 4 per cell and reference channel; make_cells puts the membrane in channel 0
-# and the DNA in channel 1.
-coupling = structure_coupling(model, X, y, reference_names=["membrane", "DNA"],
+# and the DNA in channel 1. Partners share the structure and, by default, the
+# phase: each phase is scored on its own and the cell indices mapped back.
+phase = meta["cell_cycle_phase"].to_numpy()
+groups = [np.arange(len(X))] if args.swap_across_phases else \
+    [np.flatnonzero(phase == p) for p in pd.unique(phase)]
+parts = []
+for rows in groups:
+    part = structure_coupling(model, X[rows], y[rows], reference_names=["membrane", "DNA"],
                               n_swaps=args.n_swaps, random_state=0)
+    parts.append(part.assign(cell=rows[part["cell"].to_numpy()]))
+coupling = pd.concat(parts).sort_values("cell", kind="stable", ignore_index=True)
 d = differential_coupling(coupling, by=("structure", "cell_cycle_phase"), metadata=meta)
 scored = time.perf_counter()
 
@@ -75,6 +106,9 @@ agree = np.sign(clear["differential_coupling_x"]) == -np.sign(clear["differentia
 true_strength = np.concatenate([table["membrane_coupling"], table["nucleus_coupling"]])
 recovered = np.concatenate([1 - table["c_membrane"], 1 - table["c_nucleus"]])
 rho = spearmanr(true_strength, recovered).statistic
+# The best any untied ranking can reach against these tied true strengths.
+ceiling = spearmanr(true_strength, true_strength + 1e-9 * np.arange(true_strength.size)).statistic
+rho_d = spearmanr(table["differential_coupling_y"], -table["differential_coupling_x"]).statistic
 
 pd.set_option("display.width", 140)
 print(table[["structure", "cell_cycle_phase", "n_cells", "c_membrane", "c_nucleus",
@@ -85,7 +119,9 @@ print(f"sign agreement on clearly coupled structure/phase pairs: {agree.sum()}/{
 for (s, p), ok in zip(clear[["structure", "cell_cycle_phase"]].values, agree):
     if not ok:
         print(f"  disagrees: {s} ({p})")
-print(f"Spearman rho, true vs recovered coupling strength: {rho:.3f}")
+print(f"Spearman rho, true vs recovered coupling strength (structure x phase x channel): "
+      f"{rho:.3f} (at most {ceiling:.3f} with these ties)")
+print(f"Spearman rho, true d vs recovered -d (structure x phase): {rho_d:.3f}")
 print(f"fit {fitted - start:.0f} s, coupling {scored - fitted:.0f} s")
 
 # %%

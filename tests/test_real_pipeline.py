@@ -93,3 +93,33 @@ def test_cached_collection_trains_like_the_loaded_one(subset, tmp_path):
     b = fitted().fit(in_memory, y)
     np.testing.assert_allclose(a.transform(cached, structures=y),
                                b.transform(in_memory, structures=y), atol=1e-4)
+
+
+def test_coupling_recovers_the_control_pattern_on_bbbc021():
+    """DNA copy -> nucleus, F-actin copy -> cell body, blank and random -> neither."""
+    from cellgen.analysis import differential_coupling, structure_coupling
+    from cellgen.preprocessing import VoxelResampler
+
+    data = load_bbbc021(BBBC021, channels=("F-actin", "DNA", "beta-tubulin"))
+    idx = np.random.RandomState(0).choice(len(data.images), 100, replace=False)
+    prepare = make_pipeline(IntensityNormalizer(), CellAligner(axis_channel=0, center_channel=1),
+                            VoxelResampler(1.0, 2.0), PadCrop((32, 32)))
+    X = prepare.fit_transform(data.images[idx])
+    X, y, _ = add_control_structures(X, np.full(len(X), "beta-tubulin", dtype=object),
+                                     random_state=0)
+    model = ConditionalStructureVAE(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=3e-3,
+                                    max_epochs=12, n_elbo_samples=4, random_state=0,
+                                    device="cpu").fit(X, y)
+    c = structure_coupling(model, X, y, reference_names=["F-actin", "DNA"], n_swaps=5,
+                           random_state=0)
+    d = differential_coupling(c, membrane="F-actin", nucleus="DNA").set_index("structure")
+    # c < 1: swapping that channel made the structure less likely (coupled).
+    assert d.loc["control_dna", "c_nucleus"] < 0.5 < 0.9 < d.loc["control_dna", "c_membrane"]
+    assert d.loc["control_membrane", "c_membrane"] < 0.5
+    assert d.loc["control_membrane", "c_nucleus"] > 0.9
+    assert d.loc["control_dna", "differential_coupling"] > 0.5
+    assert d.loc["control_membrane", "differential_coupling"] < -0.5
+    for control in ("control_blank", "control_random"):
+        assert abs(d.loc[control, "differential_coupling"]) < 0.1
+        assert abs(d.loc[control, "c_membrane"] - 1) < 0.1
+        assert abs(d.loc[control, "c_nucleus"] - 1) < 0.1
