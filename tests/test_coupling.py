@@ -247,3 +247,31 @@ def test_known_answer_signs():
     assert d.loc["control_dna", "c_nucleus"] < d.loc["nuclear_envelope", "c_nucleus"] < 0.95
     assert d.loc["control_membrane", "c_membrane"] < d.loc["cell_periphery", "c_membrane"] < 0.95
     assert abs(d.loc["control_blank", "differential_coupling"]) < 0.1
+
+
+def test_partners_can_be_kept_within_a_group():
+    labels = np.array(["a"] * 6 + ["b"] * 4, dtype=object)
+    phase = np.array(["G1", "G1", "G1", "M", "M", "M", "G1", "G1", "M", "M"], dtype=object)
+    partners = _swap_partners(labels, 3, random_state=0, groups=phase)
+    assert (labels[partners] == labels[:, None]).all()
+    assert (phase[partners] == phase[:, None]).all()
+    assert (partners != np.arange(10)[:, None]).all()
+    # Without groups the same seed mixes the phases of structure "a".
+    mixed = _swap_partners(labels, 3, random_state=0)
+    assert (phase[mixed] != phase[:, None]).any()
+    with pytest.raises(ValueError, match="single cell in group 'M'"):
+        _swap_partners(labels, 2, groups=np.where(np.arange(10) == 9, "M", "G1"))
+
+
+def test_groups_reach_the_swaps(conditional2d, few):
+    X, y = few
+    phase = np.tile(["G1", "G1", "M"], len(X))[:len(X)]
+    phase[y == y[0]] = "G1"  # every group of a structure needs two cells
+    counts = pd.crosstab(y, phase)
+    keep = np.array([counts.loc[s, p] >= 2 for s, p in zip(y, phase)])
+    _, partners = structure_coupling(conditional2d, X[keep], y[keep], n_swaps=2,
+                                     groups=phase[keep], random_state=0,
+                                     return_partners=True)
+    assert (phase[keep][partners] == phase[keep][:, None]).all()
+    with pytest.raises(ValueError, match="one value per cell"):
+        structure_coupling(conditional2d, X, y, groups=phase[:3])

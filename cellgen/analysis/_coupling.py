@@ -73,23 +73,28 @@ def _reference_names(reference_names, ref_channels):
     return names
 
 
-def _swap_partners(structures, n_swaps, random_state=None):
+def _swap_partners(structures, n_swaps, random_state=None, groups=None):
     """Partner cells for the swaps: ``(n_cells, n_swaps)`` indices.
 
-    Every partner of cell ``i`` is tagged with the same structure as ``i`` and
-    is never ``i`` itself; partners are distinct when the structure has more
-    than ``n_swaps`` cells, drawn with replacement otherwise.
+    Every partner of cell ``i`` is tagged with the same structure as ``i`` (and
+    is in the same group, when ``groups`` is given) and is never ``i`` itself;
+    partners are distinct when the pool has more than ``n_swaps`` cells, drawn
+    with replacement otherwise.
     """
     rng = check_random_state(random_state)
     structures = np.asarray(structures, dtype=object)
+    keys = structures if groups is None else pd.MultiIndex.from_arrays(
+        [structures, np.asarray(groups, dtype=object)])
+    codes, pools = pd.factorize(keys)
     partners = np.empty((len(structures), n_swaps), dtype=np.intp)
-    for label in pd.unique(structures):
-        members = np.flatnonzero(structures == label)
+    for code, label in enumerate(pools):
+        members = np.flatnonzero(codes == code)
         m = len(members)
         if m < 2:
-            raise ValueError(f"Structure {label!r} is tagged in a single cell: its reference "
-                             "channels cannot be swapped with another cell of the same "
-                             "structure. Drop it or add cells.")
+            where = (f"Structure {label!r} is tagged in a single cell" if groups is None else
+                     f"Structure {label[0]!r} has a single cell in group {label[1]!r}")
+            raise ValueError(f"{where}: its reference channels cannot be swapped with another "
+                             "cell of the same structure. Drop it or add cells.")
         replace = m - 1 < n_swaps
         for pos, i in enumerate(members):
             draw = rng.choice(m - 1, size=n_swaps, replace=replace)
@@ -99,7 +104,7 @@ def _swap_partners(structures, n_swaps, random_state=None):
 
 
 def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10,
-                       random_state=None, return_partners=False):
+                       groups=None, random_state=None, return_partners=False):
     """Coupling of each cell's structure to each reference channel (the paper's Eq. 4).
 
     For cell ``i`` and reference channel ``r``, channel ``r`` of ``i`` is
@@ -130,6 +135,12 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         Partner cells per cell (the paper's ``N_s``), drawn without
         replacement when the structure has enough cells, with replacement
         otherwise.
+    groups : array-like of shape (n_cells,) or None, default=None
+        Optional second key that partners must share, for example the
+        cell-cycle phase: Eq. 4 swaps among all cells of a structure, so a
+        mitotic cell's DNA may be replaced by an interphase nucleus, which
+        measures how the structure depends on the phase the DNA reveals as
+        much as its coupling within the phase. ``None`` follows Eq. 4.
     random_state : int, RandomState instance or None, default=None
         Seeds the choice of partners.
     return_partners : bool, default=False
@@ -186,7 +197,12 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     names = _reference_names(reference_names, ref_channels)
     X = check_images(X)
     labels = check_labels(structures, X.shape[0], name="structures")
-    partners = _swap_partners(labels, int(n_swaps), random_state)
+    if groups is not None:
+        groups = np.asarray(groups, dtype=object)
+        if groups.shape != (X.shape[0],):
+            raise ValueError(f"groups must hold one value per cell ({X.shape[0]}), got shape "
+                             f"{groups.shape}.")
+    partners = _swap_partners(labels, int(n_swaps), random_state, groups)
     Xc = X if take is None else X[:, take]
 
     elbo = scorer.score_samples(Xc, structures=labels)
