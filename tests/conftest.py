@@ -1,5 +1,8 @@
 """Shared fixtures: tiny synthetic cells and tiny fitted models (CPU, seconds)."""
 
+import os
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pytest
@@ -8,6 +11,11 @@ matplotlib.use("Agg")
 
 from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell  # noqa: E402
 from cellgen.datasets import make_cells  # noqa: E402
+
+#: Real data kept beside the project (never copied into it); tests that need it skip
+#: where it is absent. ``$CELLGEN_SHARED_DATA`` points elsewhere.
+SHARED_DATA = Path(os.environ.get("CELLGEN_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 #: Cheap settings for every estimator in the tests: 16x16 images, two blocks.
 TINY = dict(n_latent=4, widths=(8, 16), max_epochs=2, batch_size=16, lr=1e-3, device="cpu")

@@ -1,7 +1,5 @@
 """Tests for cellgen.datasets.load_bbbc021, on the shared crops and on a small fake copy."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +8,9 @@ import pytest
 from cellgen.datasets import load_bbbc021
 from cellgen.io import read_image, write_ome_tiff
 
-SHARED = Path(os.environ.get("CELLGEN_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+from .conftest import SHARED_DATA
+
+SHARED = SHARED_DATA
 BBBC021 = SHARED / "bbbc021"
 CHANNELS = ["DNA", "F-actin", "beta-tubulin"]
 COLUMNS = ["moa", "compound", "concentration", "batch", "plate", "well", "site", "replicate",

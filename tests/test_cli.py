@@ -7,6 +7,8 @@ from cellgen.cli import main
 from cellgen.datasets import make_cells
 from cellgen.io import load_manifest
 
+from .conftest import SHARED_DATA
+
 TINY_ARGS = ["--n-cells", "60", "--shape", "16,16", "--epochs", "1", "--n-latent", "4",
              "--widths", "8,16"]
 
@@ -68,12 +70,7 @@ def test_bad_arguments_exit_with_usage(capsys):
 
 
 def _shared_bbbc021():
-    import os
-    from pathlib import Path
-
-    root = Path(os.environ.get("CELLGEN_SHARED_DATA",
-                               Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    return root / "bbbc021"
+    return SHARED_DATA / "bbbc021"
 
 
 def test_run_on_a_manifest_of_ome_tiffs(tmp_path):

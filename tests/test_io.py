@@ -18,8 +18,9 @@ from sklearn.preprocessing import FunctionTransformer
 from cellgen.io import _manifest as manifest_module
 from cellgen.io import cache_manifest, load_manifest, read_image, save_cells, write_ome_tiff
 
-SHARED = Path(os.environ.get("CELLGEN_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+from .conftest import SHARED_DATA
+
+SHARED = SHARED_DATA
 BBBC021 = SHARED / "bbbc021"
 ALLEN = SHARED / "allen" / "AICS-10_5_5_segmentations.ome.tif"
 NAMES = ["DNA", "membrane", "structure"]

@@ -4,8 +4,6 @@ The data live beside the project (``../shared/data``, or ``$CELLGEN_SHARED_DATA`
 and are never copied into it; the tests skip where the files are absent.
 """
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +18,11 @@ from cellgen.preprocessing import (
     alignment_parameters,
 )
 
+from .conftest import SHARED_DATA
+
 tifffile = pytest.importorskip("tifffile")
 
-DATA = Path(os.environ.get("CELLGEN_SHARED_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = SHARED_DATA
 ALLEN = DATA / "allen" / "AICS-10_5_5_segmentations.ome.tif"
 BBBC021 = sorted((DATA / "bbbc021" / "cells").glob("*.ome.tif"))
 

@@ -1,7 +1,5 @@
 """Tests for treatment profiles, MoA accuracy (NSC/NSCB) and ImageFeatures."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +9,9 @@ from sklearn.preprocessing import StandardScaler
 from cellgen.analysis import aggregate_profiles, moa_accuracy
 from cellgen.preprocessing import ImageFeatures, IntensityNormalizer
 
-SHARED = Path(os.environ.get("CELLGEN_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+from .conftest import SHARED_DATA
+
+SHARED = SHARED_DATA
 BBBC021 = SHARED / "bbbc021"
 
 # (compound, concentration, moa, angle in degrees, batch). Every treatment lies on the

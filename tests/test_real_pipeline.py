@@ -4,8 +4,6 @@ Uses the BBBC021 crops beside the project (``../shared/data`` or
 ``$CELLGEN_SHARED_DATA``); skipped where they are absent.
 """
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,10 +16,9 @@ from cellgen.datasets import load_bbbc021
 from cellgen.io import cache_manifest
 from cellgen.preprocessing import CellAligner, IntensityNormalizer, PadCrop, add_control_structures
 
-from .conftest import TINY
+from .conftest import SHARED_DATA, TINY
 
-DATA = Path(os.environ.get("CELLGEN_SHARED_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = SHARED_DATA
 BBBC021 = DATA / "bbbc021"
 pytestmark = pytest.mark.skipif(not (BBBC021 / "manifest.csv").is_file(),
                                 reason="shared BBBC021 cells not available")
