@@ -27,6 +27,7 @@ setup(
         "torch>=2.1",
         "scikit-learn>=1.6",
         "skorch>=1.0",
+        "safetensors>=0.4",
         "numpy>=1.24",
         "scipy>=1.10",
         "pandas>=2.0",

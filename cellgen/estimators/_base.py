@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..train import RowDataset, batched, history_frame, make_vae_net, resolve_device
 from ..utils import check_images
 from ..utils._arrays import channel_view
+from . import _persist
 
 _MAX_SEED = 2**31 - 1
 
@@ -144,12 +145,83 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
 
             if str(self.device_).startswith("cuda") and not torch.cuda.is_available():
                 self.device_ = "cpu"  # a model fitted on a GPU still loads on a CPU
-            net = self._make_net()
-            net.initialize()
-            net.module_.load_state_dict(payload["module_state"])
-            net.module_.eval()
-            net.history = History(payload["history"])
-            self.net_ = net
+            self._restore_net(payload["module_state"], History(payload["history"]))
+
+    def _restore_net(self, module_state, history):
+        """Rebuild the fitted net from its weights and training history."""
+        net = self._make_net()
+        net.initialize()
+        net.module_.load_state_dict(module_state)
+        net.module_.eval()
+        net.history = history
+        self.net_ = net
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
+
+        The folder holds ``weights.safetensors`` and ``cellgen.json`` (the
+        parameters, the input channels and shape, the structure labels, the
+        training history, and the cellgen and torch versions). Nothing is
+        pickled, so loading a shared model never runs code. The folder is
+        written whole or not at all.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to create.
+        overwrite : bool, default=False
+            Replace an existing folder (only once the new one is complete).
+
+        Returns
+        -------
+        path : pathlib.Path
+            The folder written.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from cellgen import ReferenceVAE
+        >>> X = np.random.default_rng(0).random((16, 2, 16, 16), dtype=np.float32)
+        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu").fit(X)
+        >>> folder = vae.save(tempfile.mkdtemp() + "/model")
+        >>> sorted(p.name for p in folder.iterdir())
+        ['cellgen.json', 'weights.safetensors']
+        """
+        return _persist.save_vae(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load a model written by :meth:`save`.
+
+        Only JSON and safetensors are read (never a pickle). A model saved on a
+        GPU loads on a CPU; a model saved by another cellgen version loads
+        with a warning.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder written by :meth:`save`.
+        device : str or None, default=None
+            Device to put the model on; ``None`` keeps the saved one when it is
+            available, else the CPU.
+
+        Returns
+        -------
+        estimator : instance of this class
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from cellgen import ReferenceVAE
+        >>> X = np.random.default_rng(0).random((16, 2, 16, 16), dtype=np.float32)
+        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu").fit(X)
+        >>> again = ReferenceVAE.load(vae.save(tempfile.mkdtemp() + "/model"))
+        >>> bool(np.allclose(again.transform(X), vae.transform(X)))
+        True
+        """
+        return _persist.load_vae(cls, path, device)
 
     # ---------------------------------------------------------------- inference
     @property

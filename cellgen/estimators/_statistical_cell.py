@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils import check_images, check_labels, check_n_samples
 from ..utils._arrays import channel_view
+from . import _persist
 from ._base import _reference_part
 from ._conditional import ConditionalStructureVAE, _labels, _resolve_channels
 from ._reference import ReferenceVAE
@@ -187,6 +188,73 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         z_struct = self.structure_model_.transform(self._conditional_input(X),
                                                    structures=structures)
         return np.hstack([z_ref, z_struct])
+
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
+
+        The folder holds ``cellgen.json`` and one sub-folder per model
+        (``reference_model/``, ``structure_model/``, each as written by
+        :meth:`ReferenceVAE.save`). Nothing is pickled, and the folder is
+        written whole or not at all.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to create.
+        overwrite : bool, default=False
+            Replace an existing folder (only once the new one is complete).
+
+        Returns
+        -------
+        path : pathlib.Path
+            The folder written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+        >>> from cellgen.datasets import make_cells
+        >>> X, y, _ = make_cells(24, shape=(16, 16), random_state=0)
+        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, device="cpu")
+        >>> cell = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
+        >>> folder = cell.fit(X, y).save(tempfile.mkdtemp() + "/cell")
+        >>> sorted(p.name for p in folder.iterdir())
+        ['cellgen.json', 'reference_model', 'structure_model']
+        """
+        return _persist.save_statistical_cell(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load a StatisticalCell written by :meth:`save` (JSON and safetensors only).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder written by :meth:`save`.
+        device : str or None, default=None
+            Device for both models; ``None`` keeps the saved one when it is
+            available, else the CPU.
+
+        Returns
+        -------
+        cell : StatisticalCell
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+        >>> from cellgen.datasets import make_cells
+        >>> X, y, _ = make_cells(24, shape=(16, 16), random_state=0)
+        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, device="cpu")
+        >>> cell = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
+        >>> cell = cell.fit(X, y)
+        >>> again = StatisticalCell.load(cell.save(tempfile.mkdtemp() + "/cell"))
+        >>> bool(np.allclose(again.transform(X, structures=y), cell.transform(X, structures=y)))
+        True
+        """
+        return _persist.load_statistical_cell(cls, path, device)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the concatenated latent dimensions (``ref_z*`` then ``struct_z*``).

@@ -1,0 +1,133 @@
+"""save/load: safetensors and JSON only, exact round trips, clear errors, nothing half-written."""
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+
+from .conftest import TINY
+
+
+def _no_pickles(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("loading must not unpickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def test_reference_round_trip(reference2d, cells2d, tmp_path, monkeypatch):
+    X = cells2d[0][:, :2]
+    folder = reference2d.save(tmp_path / "ref")
+    _no_pickles(monkeypatch)
+    loaded = ReferenceVAE.load(folder)
+    assert loaded.get_params() == reference2d.get_params()
+    np.testing.assert_array_equal(loaded.transform(X), reference2d.transform(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), reference2d.score_samples(X))
+    np.testing.assert_array_equal(loaded.sample(3, random_state=0),
+                                  reference2d.sample(3, random_state=0))
+    assert loaded.spatial_shape_ == reference2d.spatial_shape_
+    assert loaded.history_.equals(reference2d.history_)
+    meta = json.loads((folder / "cellgen.json").read_text())
+    assert meta["torch_version"] == torch.__version__ and meta["class"] == "ReferenceVAE"
+
+
+def test_conditional_round_trip_keeps_labels(conditional2d, cells2d, tmp_path, monkeypatch):
+    X, y, _ = cells2d
+    folder = conditional2d.save(tmp_path / "cond")
+    _no_pickles(monkeypatch)
+    loaded = ConditionalStructureVAE.load(folder)
+    assert list(loaded.classes_) == list(conditional2d.classes_)
+    np.testing.assert_array_equal(loaded.transform(X, structures=y),
+                                  conditional2d.transform(X, structures=y))
+    np.testing.assert_array_equal(loaded.impute(X[:2], "nucleoli"),
+                                  conditional2d.impute(X[:2], "nucleoli"))
+    with pytest.raises(ValueError, match="not seen during fit"):
+        loaded.transform(X[:1], structures="golgi")
+
+
+@pytest.mark.parametrize("which", ["statcell2d", "statcell3d"])
+def test_statistical_cell_round_trip(which, request, tmp_path, monkeypatch):
+    cell = request.getfixturevalue(which)
+    X, y, _ = request.getfixturevalue("cells2d" if which.endswith("2d") else "cells3d")
+    folder = cell.save(tmp_path / "cell")
+    _no_pickles(monkeypatch)
+    loaded = StatisticalCell.load(folder)
+    np.testing.assert_array_equal(loaded.transform(X, structures=y),
+                                  cell.transform(X, structures=y))
+    np.testing.assert_array_equal(loaded.score_samples(X, structures=y),
+                                  cell.score_samples(X, structures=y))
+    assert loaded.reference_channels_ == cell.reference_channels_
+    assert loaded.spatial_shape_ == cell.spatial_shape_
+    assert list(loaded.classes_) == list(cell.classes_)
+
+
+def test_refuses_to_overwrite_and_replaces_only_when_asked(reference2d, tmp_path):
+    folder = reference2d.save(tmp_path / "m")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        reference2d.save(folder)
+    reference2d.save(folder, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary left over
+
+
+def test_failed_save_leaves_nothing(reference2d, tmp_path, monkeypatch):
+    from cellgen.estimators import _persist
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_persist, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        reference2d.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfitted_and_wrong_class_and_missing_files(reference2d, tmp_path):
+    with pytest.raises(NotFittedError):
+        ReferenceVAE().save(tmp_path / "x")
+    with pytest.raises(NotFittedError):
+        StatisticalCell().save(tmp_path / "y")
+    folder = reference2d.save(tmp_path / "ref")
+    with pytest.raises(ValueError, match="holds a ReferenceVAE, not a ConditionalStructureVAE"):
+        ConditionalStructureVAE.load(folder)
+    with pytest.raises(FileNotFoundError, match="not a model saved by cellgen"):
+        ReferenceVAE.load(tmp_path / "nothing")
+    (folder / "weights.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="could not be read as safetensors"):
+        ReferenceVAE.load(folder)
+    (folder / "weights.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        ReferenceVAE.load(folder)
+
+
+def test_other_version_warns_and_gpu_model_loads_on_cpu(reference2d, cells2d, tmp_path):
+    folder = reference2d.save(tmp_path / "ref")
+    meta = json.loads((folder / "cellgen.json").read_text())
+    meta["cellgen_version"] = "0.0.1"
+    meta["fitted"]["device_"] = "cuda:0"
+    (folder / "cellgen.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="saved with cellgen 0.0.1"):
+        loaded = ReferenceVAE.load(folder)
+    if not torch.cuda.is_available():
+        assert loaded.device_ == "cpu"
+    X = cells2d[0][:, :2]
+    np.testing.assert_array_equal(loaded.transform(X), reference2d.transform(X))
+
+
+def test_callbacks_are_not_saved(cells2d, tmp_path):
+    from skorch.callbacks import Callback
+
+    X = cells2d[0][:32, :2]
+    vae = ReferenceVAE(callbacks=[Callback()], **dict(TINY, max_epochs=1)).fit(X)
+    with pytest.warns(UserWarning, match="callbacks are code and are not saved"):
+        folder = vae.save(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ReferenceVAE.load(folder).callbacks is None
