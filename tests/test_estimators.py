@@ -293,3 +293,57 @@ def test_verbose_prints_progress(cells2d, capsys):
     ReferenceVAE(random_state=0, verbose=1, **dict(TINY, max_epochs=1)).fit(X[:32, :2])
     out = capsys.readouterr()
     assert "train_loss" in out.out and "valid_loss" in out.out
+
+
+class _PoisonAtEpoch:
+    """A skorch callback that makes the weights NaN when ``epoch`` begins."""
+
+    def __new__(cls, epoch):
+        from skorch.callbacks import Callback
+
+        class Poison(Callback):
+            def on_epoch_begin(self, net, **kwargs):
+                if len(net.history) == epoch:
+                    with torch.no_grad():
+                        for p in net.module_.parameters():
+                            p.fill_(float("nan"))
+
+        return Poison()
+
+
+def test_non_finite_loss_stops_loudly_and_keeps_the_best_weights(cells2d):
+    X = cells2d[0][:, :2]
+    vae = ReferenceVAE(random_state=0, callbacks=[_PoisonAtEpoch(3)],
+                       **dict(TINY, max_epochs=5))
+    with pytest.raises(FloatingPointError, match="at epoch 3, batch 1"):
+        vae.fit(X)
+    # Two whole epochs were trained; the model is usable with the best of them.
+    assert len(vae.history_.dropna(subset=["train_loss"])) == 2
+    Z = vae.transform(X)
+    assert np.isfinite(Z).all()
+    clean = ReferenceVAE(random_state=0, **dict(TINY, max_epochs=2)).fit(X)
+    np.testing.assert_allclose(Z, clean.transform(X), atol=1e-5)
+
+
+def test_keyboard_interrupt_leaves_a_usable_model(cells2d):
+    from skorch.callbacks import Callback
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                raise KeyboardInterrupt
+
+    X = cells2d[0][:, :2]
+    vae = ReferenceVAE(random_state=0, callbacks=[Interrupt()], **dict(TINY, max_epochs=6))
+    vae.fit(X)  # returns: the interrupt ends training, it does not lose it
+    assert len(vae.history_) == 2
+    assert np.isfinite(vae.transform(X)).all()
+
+
+def test_gradient_clipping_through_skorch_callbacks(cells2d):
+    from skorch.callbacks import GradientNormClipping
+
+    X = cells2d[0][:, :2]
+    vae = ReferenceVAE(random_state=0, callbacks=[GradientNormClipping(1.0)],
+                       **dict(TINY, max_epochs=1)).fit(X)
+    assert np.isfinite(vae.transform(X)).all()

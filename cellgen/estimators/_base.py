@@ -105,13 +105,22 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                                             n_latent=self.n_latent, spectral=self.spectral_norm),
                            target_key)
         net = self._make_net(valid_data=take(valid_idx))
-        with _seeded(self.seed_, self.device_):
-            net.initialize()
-            net.fit(take(train_idx), None)
-        net.module_.eval()
-        self.net_ = net
         self.n_train_ = len(train_idx)
         self.n_valid_ = 0 if valid_idx is None else len(valid_idx)
+        # skorch ends training quietly on KeyboardInterrupt (the model keeps what it
+        # learned); a non-finite loss must stop loudly but lose nothing either.
+        try:
+            with _seeded(self.seed_, self.device_):
+                net.initialize()
+                net.fit(take(train_idx), None)
+        except FloatingPointError:
+            if len(net.history) > 1 or "train_loss" in net.history[-1]:
+                net.notify("on_train_end")  # restores the best weights so far
+                net.module_.eval()
+                self.net_ = net
+            raise
+        net.module_.eval()
+        self.net_ = net
         return self
 
     def _make_net(self, valid_data=None):

@@ -104,7 +104,9 @@ class VAENet(NeuralNet):
             batch = len(self.history[-1]["batches"])
             raise FloatingPointError(
                 f"the training loss became {out.loss.item()} at epoch {epoch}, batch "
-                f"{batch}; lower lr, check the input for extreme values, or clip gradients."
+                f"{batch}; lower lr, check the input for extreme values, or clip gradients "
+                "(callbacks=[skorch.callbacks.GradientNormClipping(1.0)]). The estimator "
+                "keeps the best weights of the epochs before."
             )
         prefix = "train" if training else "valid"
         for key, value in ((RECONSTRUCTION, out.reconstruction), (KL, out.kl), (ELBO, out.elbo)):
