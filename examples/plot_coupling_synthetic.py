@@ -24,8 +24,7 @@ mitosis):
 * Spearman's rank correlation between the true coupling *strengths* (the
   ground truth's ``membrane_coupling`` and ``nucleus_coupling``) and the
   recovered strengths ``1 - c`` (mean Eq. 4 ratio), over every structure,
-  phase and reference channel (40 pairs). This is the issue's "true vs
-  recovered coupling strength across structures". Half of the 40 true
+  phase and reference channel (40 pairs). Half of the 40 true
   strengths are 0 and most others are tied too, so even a perfect ranking of
   untied recovered values gives at most about 0.93; the correlation between
   the true ``d`` and the recovered ``-d`` is printed alongside (same ceiling).
