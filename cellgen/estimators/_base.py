@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +13,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ..train import RowDataset, batched, history_frame, make_vae_net, resolve_device
+from ..train import (
+    EpochCheckpoint,
+    RowDataset,
+    batched,
+    history_frame,
+    make_vae_net,
+    resolve_device,
+    resume_from_checkpoint,
+)
 from ..utils import check_images
 from ..utils._arrays import channel_view
 from . import _persist
@@ -32,6 +41,7 @@ _COMMON_CONSTRAINTS = {
     "spectral_norm": ["boolean"],
     "device": [str, None],
     "callbacks": [list, None],
+    "checkpoint_dir": [str, os.PathLike, None],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -104,15 +114,31 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         self._net_spec_ = (module_cls, dict(module_kwargs, widths=self.widths_,
                                             n_latent=self.n_latent, spectral=self.spectral_norm),
                            target_key)
-        net = self._make_net(valid_data=take(valid_idx))
         self.n_train_ = len(train_idx)
         self.n_valid_ = 0 if valid_idx is None else len(valid_idx)
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            signature = {"class": type(self).__name__, "module": self._net_spec_[0].__name__,
+                         "module_kwargs": self._net_spec_[1], "n_train": self.n_train_,
+                         "n_valid": self.n_valid_, "seed": self.seed_,
+                         "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta}
+            checkpoint = EpochCheckpoint(self.checkpoint_dir, signature)
+        net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint)
+        train = take(train_idx)
         # skorch ends training quietly on KeyboardInterrupt (the model keeps what it
         # learned); a non-finite loss must stop loudly but lose nothing either.
         try:
             with _seeded(self.seed_, self.device_):
                 net.initialize()
-                net.fit(take(train_idx), None)
+                done = 0 if checkpoint is None else resume_from_checkpoint(
+                    net, self.checkpoint_dir, checkpoint.signature)
+                if done == 0:
+                    net.fit(train, None)
+                elif done < self.max_epochs:
+                    # max_epochs counts the epochs before the interruption too.
+                    net.partial_fit(train, None, epochs=self.max_epochs - done)
+                else:
+                    net.notify("on_train_end", X=train, y=None)
         except FloatingPointError:
             if len(net.history) > 1 or "train_loss" in net.history[-1]:
                 net.notify("on_train_end")  # restores the best weights so far
@@ -123,13 +149,14 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         self.net_ = net
         return self
 
-    def _make_net(self, valid_data=None):
+    def _make_net(self, valid_data=None, checkpoint=None):
         module_cls, module_kwargs, target_key = self._net_spec_
         return make_vae_net(
             module_cls, module_kwargs,
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             beta=self.beta, device=self.device_, verbose=self.verbose,
             callbacks=self.callbacks, valid_data=valid_data, target_key=target_key,
+            checkpoint=checkpoint,
         )
 
     # ------------------------------------------------------------- pickling

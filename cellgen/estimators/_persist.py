@@ -45,6 +45,8 @@ def _version():
 
 def _jsonable(value):
     """Plain JSON values: numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -50,6 +50,11 @@ class ReferenceVAE(_BaseVAEEstimator):
         device string.
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder for a checkpoint after every epoch (weights, optimizer, history
+        and random state; written atomically, only the last and the best kept).
+        When it already holds a checkpoint of the same run, ``fit`` resumes
+        from it and stops at ``max_epochs`` epochs in total.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the weight initialization, the batch order
         and the training noise. An int makes ``fit`` reproducible on CPU.
@@ -104,6 +109,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         spectral_norm=True,
         device="auto",
         callbacks=None,
+        checkpoint_dir=None,
         random_state=None,
         verbose=0,
     ):
@@ -118,6 +124,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         self.spectral_norm = spectral_norm
         self.device = device
         self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 

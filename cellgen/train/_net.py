@@ -115,7 +115,8 @@ class VAENet(NeuralNet):
 
 
 def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, device,
-                 verbose, callbacks, valid_data=None, target_key=None, num_workers=0):
+                 verbose, callbacks, valid_data=None, target_key=None, num_workers=0,
+                 checkpoint=None):
     """Build a :class:`VAENet` with cellgen's defaults.
 
     Parameters
@@ -142,6 +143,9 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         Key of the modelled image in dictionary inputs.
     num_workers : int, default=0
         DataLoader worker processes.
+    checkpoint : EpochCheckpoint or None, default=None
+        Saves the training state after every epoch (runs after every other
+        callback).
 
     Returns
     -------
@@ -172,6 +176,8 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):
         cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
+    if checkpoint is not None:
+        cbs.append(("checkpoint", checkpoint))
     if valid_data is not None and not isinstance(valid_data, TorchDataset):
         valid_data = Dataset(valid_data, None)
     train_split = predefined_split(valid_data) if valid_data is not None else None
