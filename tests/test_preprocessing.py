@@ -343,8 +343,10 @@ def test_padcrop_errors():
     X = np.zeros((1, 2, 4, 4, 4))
     with pytest.raises(ValueError, match="has 2 axes but the images have 3 spatial axes"):
         PadCrop((8, 8)).fit(X)
-    with pytest.raises(TypeError, match="positive integers"):
+    with pytest.raises(ValueError, match="positive integers"):
         PadCrop((8, 0, 8)).fit(X)
+    with pytest.raises(TypeError, match="positive integers"):
+        PadCrop((8, 2.5, 8)).fit(X)
     pc = PadCrop((6, 6, 6)).fit(X)
     with pytest.raises(ValueError, match="spatial shape"):
         pc.inverse_transform(X)

@@ -248,8 +248,10 @@ class PadCrop(_ImageTransformer):
     def _target(self, ndim):
         shape = self.shape
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or any(
-                isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in shape):
+                isinstance(s, bool) or not isinstance(s, Integral) for s in shape):
             raise TypeError(f"shape must be a tuple of positive integers, got {shape!r}.")
+        if any(s < 1 for s in shape):
+            raise ValueError(f"shape must be a tuple of positive integers, got {shape!r}.")
         if len(shape) != ndim:
             raise ValueError(
                 f"shape {tuple(shape)} has {len(shape)} axes but the images have {ndim} spatial "
