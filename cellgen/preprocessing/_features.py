@@ -78,7 +78,9 @@ def _channel_features(img, grids, centre):
         out += [r_mean, np.sqrt(max(((r - r_mean) ** 2 * mass).sum() / total, 0.0))]
     else:
         out += [0.0, 0.0, 0.0]
-    grad = np.sqrt(sum(g**2 for g in np.gradient(img)))
+    # np.gradient needs two samples along an axis; a one-pixel axis has no slope.
+    grad = np.sqrt(sum(np.gradient(img, axis=a) ** 2 for a in range(img.ndim)
+                       if img.shape[a] > 1)) * np.ones_like(img)
     out += [grad.mean(), ndimage.laplace(img).var()]
     out += _glcm(img if img.ndim == 2 else img.max(0))
     return out
