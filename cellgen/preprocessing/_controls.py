@@ -26,7 +26,7 @@ def _region(membrane: np.ndarray, dna: np.ndarray, threshold) -> np.ndarray:
     """Cell-or-nucleus mask of one cell: either reference channel above its threshold."""
     masks = []
     for channel in (membrane, dna):
-        t = threshold_otsu(channel) if threshold is None else threshold
+        t = threshold_otsu(channel.ravel()) if threshold is None else threshold
         masks.append(channel > t)
     return masks[0] | masks[1]
 

@@ -64,7 +64,7 @@ def _channel_features(img, grids, centre):
     out = [flat.mean(), flat.std(), *np.percentile(flat, (10, 50, 90))]
     lo, hi = float(flat.min()), float(flat.max())
     if hi > lo:
-        above = flat > threshold_otsu(img)
+        above = flat > threshold_otsu(flat)  # a histogram threshold: shape-free
         out += [above.mean(), flat[above].sum()]
     else:
         out += [0.0, 0.0]
