@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from ..io._atomic import atomic_directory
 from ..module import VAE, ConditionalVAE
 
 __all__ = []
@@ -75,24 +74,13 @@ def _plain_params(estimator):
 
 
 def _write_dir(path, overwrite, fill):
-    """Fill a temporary sibling folder, then move it into place (all or nothing)."""
+    """Fill a new folder and put it in place of ``path`` (all or nothing)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        fill(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}-old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(path) as folder:
+        fill(folder)
     return path
 
 

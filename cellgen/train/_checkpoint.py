@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 from skorch.history import History
+
+from ..io._atomic import atomic_file
 
 __all__ = ["EpochCheckpoint", "resume_from_checkpoint"]
 
@@ -20,14 +20,8 @@ BEST = "best.pt"
 
 def _atomic_save(obj, path):
     """torch.save to a temporary file beside ``path``, then rename: never a torn file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _weights(net):
