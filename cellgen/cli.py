@@ -101,7 +101,7 @@ def _fraction_in_mask(images, masks):
     return (images * masks).sum(axes) / np.maximum(images.sum(axes), 1e-8)
 
 
-def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
+def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, n_latent=32,
         widths=(16, 32, 64, 128), beta=0.05, input_path=None, manifest=None, bbbc021=None,
         channels=None, label_column=None, controls=None, n_jobs=None, test_fraction=0.1,
         random_state=0, device="auto", verbose=0):
@@ -121,6 +121,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
         (default: the images' own shape, which must then be the same for all).
     max_epochs : int, default=30
         Training epochs of each model.
+    batch_size : int, default=32
+        Cells per training batch; at most the number of training cells.
     n_latent : int, default=32
         Latent dimension of each model.
     widths : tuple of int, default=(16, 32, 64, 128)
@@ -219,9 +221,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, n_latent=32,
     n_test = max(1, int(round(test_fraction * n)))
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
 
-    params = dict(n_latent=n_latent, widths=tuple(widths), max_epochs=max_epochs, lr=1e-3,
-                  beta=beta,
-                  device=device, verbose=verbose)
+    params = dict(n_latent=n_latent, widths=tuple(widths), max_epochs=max_epochs,
+                  batch_size=batch_size, lr=1e-3, beta=beta, device=device, verbose=verbose)
     model = StatisticalCell(ReferenceVAE(random_state=random_state, **params),
                             ConditionalStructureVAE(random_state=random_state + 1, **params))
     t_fit = time.perf_counter()
@@ -409,6 +410,8 @@ def main(argv=None):
     p.add_argument("--ndim", type=int, choices=(2, 3), default=2)
     p.add_argument("--shape", type=_parse_shape, default=None, help="e.g. 32,32 or 16,32,32")
     p.add_argument("--epochs", dest="max_epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="cells per training batch, at most the training cells (default: 32)")
     p.add_argument("--n-latent", type=int, default=32)
     p.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
                    default=(16, 32, 64, 128), help="e.g. 32,64,128,256,512")

@@ -36,7 +36,8 @@ def test_run_writes_report_and_figures(tmp_path):
 
 def test_run_3d(tmp_path):
     out = tmp_path / "r3"
-    args = ["--n-cells", "24", "--shape", "8,16,16", "--epochs", "1", "--n-latent", "2",
+    args = ["--n-cells", "24", "--shape", "8,16,16", "--epochs", "1", "--batch-size", "8",
+            "--n-latent", "2",
             "--widths", "4,8"]
     assert main(["run", "--out", str(out), *args]) == 0
     assert json.loads((out / "metrics.json").read_text())["n_test"] >= 1

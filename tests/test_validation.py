@@ -126,6 +126,28 @@ def test_bad_parameters_are_named(param, value, error):
         est.fit(GOOD[:, :2])
 
 
+@pytest.mark.parametrize("n_cells, params, match", [
+    # 4 cells, 10% held out: the split rounds to no validation cell.
+    (4, dict(validation_fraction=0.1), r"validation_fraction=0.1 of 4 cells leaves 0 cell"),
+    # 3 cells, 90% held out: nothing left to train on.
+    (3, dict(validation_fraction=0.9, batch_size=1), r"leaves 3 cell\(s\) for validation and 0"),
+    (4, dict(validation_fraction=0.0, batch_size=5), r"batch_size=5 is larger than the 4 training"),
+    (20, dict(validation_fraction=0.5, batch_size=16),
+     r"batch_size=16 is larger than the 10 training cells \(10 held out"),
+])
+def test_splits_that_cannot_train_are_refused(n_cells, params, match):
+    X = np.random.RandomState(0).rand(n_cells, 2, 16, 16).astype(np.float32)
+    est = ReferenceVAE(**dict(TINY, **params))
+    with pytest.raises(ValueError, match=match):
+        est.fit(X)
+    assert not hasattr(est, "net_")
+    # The message's advice works: the largest batch it names trains.
+    if "batch_size" in match:
+        n_train = int(match.split("the ")[1].split(" ")[0])
+        est.set_params(batch_size=n_train).fit(X)
+        assert est.n_train_ == n_train
+
+
 def test_bad_latents_and_counts(reference2d, conditional2d):
     with pytest.raises(ValueError, match=r"shape \(n_cells, 4\)"):
         reference2d.inverse_transform(np.zeros((2, 3)))

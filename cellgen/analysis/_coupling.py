@@ -182,7 +182,7 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     >>> from cellgen.analysis import structure_coupling
     >>> from cellgen.datasets import make_cells
     >>> X, y, meta = make_cells(32, shape=(16, 16), random_state=0)
-    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1,
+    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1, batch_size=8,
     ...                                 random_state=0).fit(X, y)
     >>> c = structure_coupling(model, X, y, reference_names=["membrane", "DNA"],
     ...                        n_swaps=2, random_state=0)
@@ -360,7 +360,7 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
     >>> from cellgen.analysis import StructureCoupling
     >>> from cellgen.datasets import make_cells
     >>> X, y, meta = make_cells(32, shape=(16, 16), random_state=0)
-    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1,
+    >>> model = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1, batch_size=8,
     ...                                 random_state=0).fit(X, y)
     >>> sc = StructureCoupling(model, n_swaps=2, random_state=0,
     ...                        reference_names=["membrane", "DNA"]).fit(X)

@@ -144,7 +144,7 @@ def latent_walk(model, dimensions, *, n_steps=9, span=2.0, Z=None, reference=Non
     >>> from cellgen import ReferenceVAE
     >>> from cellgen.analysis import latent_walk
     >>> X = np.random.default_rng(0).random((16, 2, 16, 16), dtype=np.float32)
-    >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu").fit(X)
+    >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, batch_size=8, device="cpu").fit(X)
     >>> images, steps = latent_walk(vae, [0, 1])
     >>> images.shape, steps[0, 4]
     ((2, 9, 2, 16, 16), np.float64(0.0))
@@ -303,7 +303,7 @@ def beta_sweep(estimator, X_train, X_test, betas, *, fit_params=None, score_para
     >>> from cellgen import ReferenceVAE
     >>> from cellgen.analysis import beta_sweep
     >>> X = np.random.default_rng(0).random((24, 2, 16, 16), dtype=np.float32)
-    >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu")
+    >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, batch_size=8, device="cpu")
     >>> beta_sweep(vae, X[:16], X[16:], [0.01, 0.5])["beta"].tolist()
     [0.01, 0.5]
     """

@@ -91,11 +91,27 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _split(self, n, rng):
-        n_valid = int(round(self.validation_fraction * n))
-        if n_valid < 1 or n - n_valid < 1:
-            return np.arange(n), None
-        perm = rng.permutation(n)
-        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+        """Training and validation rows; refuses splits that cannot train or validate."""
+        if self.validation_fraction == 0:
+            train_idx, valid_idx = np.arange(n), None
+        else:
+            n_valid = int(round(self.validation_fraction * n))
+            if n_valid < 1 or n - n_valid < 1:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} of {n} cells leaves "
+                    f"{n_valid} cell(s) for validation and {n - n_valid} for training; both "
+                    f"need at least one. Pass more cells, or validation_fraction=0 to train "
+                    f"on all {n} cells without a validation split."
+                )
+            perm = rng.permutation(n)
+            train_idx, valid_idx = np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+        if self.batch_size > len(train_idx):
+            held = "" if valid_idx is None else f" ({len(valid_idx)} held out for validation)"
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the {len(train_idx)} training "
+                f"cells{held}; pass batch_size={len(train_idx)} or less, or more cells."
+            )
+        return train_idx, valid_idx
 
     def _fit_module(self, module_cls, module_kwargs, inputs, target_key=None):
         """Train ``module_cls`` on ``inputs`` (array or dict of arrays) and keep the net."""
@@ -219,7 +235,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         >>> import numpy as np, tempfile
         >>> from cellgen import ReferenceVAE
         >>> X = np.random.default_rng(0).random((16, 2, 16, 16), dtype=np.float32)
-        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu").fit(X)
+        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, batch_size=8,
+        ...                    device="cpu").fit(X)
         >>> folder = vae.save(tempfile.mkdtemp() + "/model")
         >>> sorted(p.name for p in folder.iterdir())
         ['cellgen.json', 'weights.safetensors']
@@ -252,7 +269,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         >>> import numpy as np, tempfile
         >>> from cellgen import ReferenceVAE
         >>> X = np.random.default_rng(0).random((16, 2, 16, 16), dtype=np.float32)
-        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, device="cpu").fit(X)
+        >>> vae = ReferenceVAE(n_latent=4, widths=(8,), max_epochs=1, batch_size=8,
+        ...                    device="cpu").fit(X)
         >>> again = ReferenceVAE.load(vae.save(tempfile.mkdtemp() + "/model"))
         >>> bool(np.allclose(again.transform(X), vae.transform(X)))
         True

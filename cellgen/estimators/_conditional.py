@@ -78,11 +78,14 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
     max_epochs : int, default=300
         Training epochs.
     batch_size : int, default=32
-        Cells per training batch.
+        Cells per training batch; ``fit`` refuses a batch larger than the
+        training cells (the cells left after the validation split).
     lr : float, default=2e-4
         Adam learning rate.
     validation_fraction : float, default=0.1
-        Fraction of cells held out to pick the best epoch.
+        Fraction of cells held out to pick the best epoch. A positive value
+        must leave at least one cell on each side of the split; 0 trains on all
+        cells and keeps the last weights.
     spectral_norm : bool, default=True
         Spectral normalization on every convolution and linear layer.
     device : str, default="auto"

@@ -36,13 +36,15 @@ class ReferenceVAE(_BaseVAEEstimator):
     max_epochs : int, default=300
         Training epochs.
     batch_size : int, default=32
-        Cells per training batch.
+        Cells per training batch; ``fit`` refuses a batch larger than the
+        training cells (the cells left after the validation split).
     lr : float, default=2e-4
         Adam learning rate (Adam betas 0.9 and 0.999).
     validation_fraction : float, default=0.1
         Fraction of cells held out; the weights of the epoch with the best
-        validation objective are restored after training. 0 trains on all cells
-        and keeps the last weights.
+        validation objective are restored after training. A positive value
+        must leave at least one cell on each side of the split; 0 trains on all
+        cells and keeps the last weights.
     spectral_norm : bool, default=True
         Spectral normalization on every convolution and linear layer.
     device : str, default="auto"

@@ -215,7 +215,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
         >>> from cellgen.datasets import make_cells
         >>> X, y, _ = make_cells(24, shape=(16, 16), random_state=0)
-        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, device="cpu")
+        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, batch_size=8, device="cpu")
         >>> cell = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
         >>> folder = cell.fit(X, y).save(tempfile.mkdtemp() + "/cell")
         >>> sorted(p.name for p in folder.iterdir())
@@ -247,7 +247,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
         >>> from cellgen.datasets import make_cells
         >>> X, y, _ = make_cells(24, shape=(16, 16), random_state=0)
-        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, device="cpu")
+        >>> small = dict(n_latent=2, widths=(8,), max_epochs=1, batch_size=8, device="cpu")
         >>> cell = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
         >>> cell = cell.fit(X, y)
         >>> again = StatisticalCell.load(cell.save(tempfile.mkdtemp() + "/cell"))
