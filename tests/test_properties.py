@@ -1,15 +1,20 @@
-"""Property-based tests: random shapes, dtypes and values through preprocessing.
+"""Property-based tests: random shapes, dtypes and values through preprocessing and io.
 
 Whatever the input, a transformer either returns a well-formed result or raises
 one of the documented errors (ValueError or TypeError); it never crashes
 otherwise, and its invariants hold.
 """
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from cellgen.io import load_manifest, read_image, save_cells, write_ome_tiff
 from cellgen.preprocessing import (
     CellAligner,
     ImageFeatures,
@@ -87,3 +92,54 @@ def test_any_shape_either_works_or_fails_with_a_documented_error(shape, dtype):
             est.fit_transform(X)
         except (ValueError, TypeError) as exc:
             assert str(exc)  # a message, never an empty error
+
+
+@FAST
+@given(images(ndim=2))
+def test_projection_of_an_already_2d_input_errors_clearly(X):
+    with pytest.raises(ValueError, match="already 2D"):
+        MaxProjector().fit_transform(X)
+
+
+names = st.lists(st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1,
+                         max_size=8), min_size=3, max_size=3, unique=True)
+sizes = st.floats(0.01, 10.0, allow_nan=False)
+
+
+def _as_read(image):
+    """What read_image documents returning: a single Z plane is a 2D image."""
+    return image[:, 0] if image.ndim == 4 and image.shape[1] == 1 else image
+
+
+@FAST
+@given(images(), names, st.data())
+def test_ome_tiff_write_then_read_is_exact(X, channel_names, data):
+    image = X[0]
+    channel_names = channel_names[:image.shape[0]]
+    pixel_size = tuple(data.draw(sizes) for _ in range(image.ndim - 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cell.ome.tif"
+        write_ome_tiff(path, image, channel_names=channel_names, pixel_size=pixel_size)
+        back, info = read_image(path)
+        # Channels are selectable by the names written.
+        picked, _ = read_image(path, channels=channel_names[::-1])
+    assert back.dtype == image.dtype
+    np.testing.assert_array_equal(back, _as_read(image))
+    np.testing.assert_array_equal(picked, _as_read(image[::-1]))
+    assert list(info["channel_names"]) == channel_names
+    single_plane = image.ndim == 4 and image.shape[1] == 1
+    np.testing.assert_allclose(info["pixel_size"], pixel_size[1:] if single_plane else pixel_size,
+                               rtol=1e-6)
+
+
+@FAST
+@given(images())
+def test_save_cells_then_load_manifest_is_exact(X):
+    with tempfile.TemporaryDirectory() as tmp:
+        table = save_cells(Path(tmp) / "cells", X,
+                           metadata={"well": [f"w{i}" for i in range(len(X))]})
+        back, meta = load_manifest(Path(tmp) / "cells" / "manifest.csv",
+                                   dtype=X.dtype)
+    assert len(table) == len(X)
+    np.testing.assert_array_equal(back, np.stack([_as_read(x) for x in X]))
+    assert list(meta["well"]) == [f"w{i}" for i in range(len(X))]
