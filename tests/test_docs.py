@@ -58,3 +58,37 @@ def test_docs_build_without_warnings(tmp_path):
         [sys.executable, "-m", "sphinx", "-b", "html", "-W", "-q", str(ROOT / "docs"),
          str(tmp_path / "html")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _message_templates(paths):
+    """Every string literal in ``paths``, f-string fields rendered as ``{}``."""
+    import ast
+
+    out = []
+    for path in paths:
+        for node in ast.walk(ast.parse(Path(path).read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.append(node.value)
+            elif isinstance(node, ast.JoinedStr):
+                out.append("".join(v.value if isinstance(v, ast.Constant) else "{}"
+                                   for v in node.values))
+    return out
+
+
+def test_error_table_quotes_real_messages():
+    # The docs' error table names messages by the words they contain; each quoted
+    # fragment must occur in a message cellgen (or scikit-learn's validation) raises.
+    import re
+
+    import sklearn
+
+    text = (ROOT / "docs" / "persistence.rst").read_text()
+    table = text.split("What each error means", 1)[1]
+    fragments = [f for row in re.findall(r"^     - (.*)$", table, flags=re.M)[::2]
+                 for f in re.findall(r"``([^`]+)``", row)]
+    assert len(fragments) >= 25
+    sk = Path(sklearn.__file__).parent / "utils"
+    templates = _message_templates([*ROOT.joinpath("cellgen").rglob("*.py"),
+                                    sk / "validation.py", sk / "_param_validation.py"])
+    missing = [f for f in fragments if not any(f in t for t in templates)]
+    assert not missing, f"the error table quotes messages nobody raises: {missing}"
