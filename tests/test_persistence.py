@@ -131,3 +131,24 @@ def test_callbacks_are_not_saved(cells2d, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ReferenceVAE.load(folder).callbacks is None
+
+
+def test_torch_load_is_only_called_with_weights_only():
+    # torch.load without weights_only=True unpickles arbitrary code.
+    import ast
+    from pathlib import Path
+
+    import cellgen
+
+    calls = []
+    for path in Path(cellgen.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("torch", "pickle", "joblib")):
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+                           and k.value.value is True for k in node.keywords)
+                calls.append((f"{path.name}:{node.lineno}", node.func.value.id, safe))
+    assert calls, "expected the checkpoint reader's torch.load calls"
+    unsafe = [c for c in calls if not (c[1] == "torch" and c[2])]
+    assert not unsafe, f"unsafe loads: {unsafe}"
