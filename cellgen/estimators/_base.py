@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..train import (
@@ -19,7 +19,9 @@ from ..train import (
     batched,
     history_frame,
     make_vae_net,
+    plain_module,
     resolve_device,
+    resolve_precision,
     resume_from_checkpoint,
 )
 from ..utils import check_images
@@ -40,6 +42,10 @@ _COMMON_CONSTRAINTS = {
     "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     "spectral_norm": ["boolean"],
     "device": [str, None],
+    "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+    "compile": ["boolean"],
+    "num_workers": [Interval(Integral, 0, None, closed="left")],
+    "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
     "callbacks": [list, None],
     "checkpoint_dir": [str, os.PathLike, None],
     "random_state": ["random_state"],
@@ -117,6 +123,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         """Train ``module_cls`` on ``inputs`` (array or dict of arrays) and keep the net."""
         self.widths_ = _check_widths(self.widths)
         self.device_ = resolve_device(self.device)
+        self.autocast_dtype_ = resolve_precision(self.precision, self.device_)
         rng = check_random_state(self.random_state)
         self.seed_ = int(rng.randint(_MAX_SEED))
         n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
@@ -172,8 +179,15 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             beta=self.beta, device=self.device_, verbose=self.verbose,
             callbacks=self.callbacks, valid_data=valid_data, target_key=target_key,
-            checkpoint=checkpoint,
+            checkpoint=checkpoint, num_workers=self.num_workers,
+            autocast_dtype=self.autocast_dtype_, channels_last=self._channels_last(),
+            compile=self.compile,
         )
+
+    def _channels_last(self):
+        # Tensor cores read channels-last convolutions faster; on the CPU the
+        # default order is as fast or faster (benchmarks/RESULTS.md).
+        return str(self.device_).startswith("cuda")
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self):
@@ -184,7 +198,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         if net is not None:
             state["_net_payload"] = {
                 "module_state": {k: v.detach().cpu() for k, v in
-                                 net.module_.state_dict().items()},
+                                 plain_module(net).state_dict().items()},
                 "history": [dict(row) for row in net.history],
             }
         return state
@@ -201,9 +215,11 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
 
     def _restore_net(self, module_state, history):
         """Rebuild the fitted net from its weights and training history."""
+        if not hasattr(self, "autocast_dtype_"):  # fitted before precision existed
+            self.autocast_dtype_ = resolve_precision(self.precision, self.device_)
         net = self._make_net()
         net.initialize()
-        net.module_.load_state_dict(module_state)
+        plain_module(net).load_state_dict(module_state)
         net.module_.eval()
         net.history = history
         self.net_ = net
@@ -282,7 +298,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
     def module_(self):
         """The trained torch module (in evaluation mode)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_
+        return plain_module(self.net_)
 
     @property
     def history_(self):
@@ -295,13 +311,17 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         return history_frame(self.net_.history)
 
     def _inference_batch(self, per_item=1):
-        return max(1, (4 * self.batch_size) // per_item)
+        # No gradients are kept at inference, so batches can be several times larger.
+        size = self.inference_batch_size or 4 * self.batch_size
+        return max(1, size // per_item)
 
     def _run(self, fn, arrays, dtypes=None, per_item=1):
         module = self.module_
         module.eval()  # keep spectral-norm vectors frozen whatever the caller did
         return batched(fn, arrays, batch_size=self._inference_batch(per_item),
-                       device=self.device_, dtypes=dtypes)
+                       device=self.device_, dtypes=dtypes,
+                       autocast_dtype=getattr(self, "autocast_dtype_", None),
+                       channels_last=self._channels_last())
 
     def _with_seed(self, seed):
         return _seeded(seed, self.device_)

@@ -90,6 +90,21 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         Spectral normalization on every convolution and linear layer.
     device : str, default="auto"
         ``"auto"`` uses a CUDA GPU when present, else the CPU.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Precision of the forward passes, in training and inference. ``"auto"``
+        is mixed precision on a GPU (bfloat16 where supported, else float16
+        with loss scaling) and float32 on the CPU. Losses are always summed in
+        float32. ``"fp32"`` turns mixed precision off.
+    compile : bool, default=False
+        Compile the network's training forward pass with ``torch.compile``:
+        faster epochs after a compilation of a minute or so.
+    num_workers : int, default=0
+        DataLoader worker processes that read and batch cells in the
+        background (useful for memory-mapped or large collections); with a
+        GPU, batches are read into pinned memory.
+    inference_batch_size : int or None, default=None
+        Cells per batch in ``transform``, ``score_samples``, ``impute`` and
+        ``sample``; ``None`` uses four times ``batch_size``.
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
     checkpoint_dir : str, path-like or None, default=None
@@ -157,6 +172,10 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         validation_fraction=0.1,
         spectral_norm=True,
         device="auto",
+        precision="auto",
+        compile=False,
+        num_workers=0,
+        inference_batch_size=None,
         callbacks=None,
         checkpoint_dir=None,
         random_state=None,
@@ -174,6 +193,10 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         self.validation_fraction = validation_fraction
         self.spectral_norm = spectral_norm
         self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.num_workers = num_workers
+        self.inference_batch_size = inference_batch_size
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state

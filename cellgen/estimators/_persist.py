@@ -101,7 +101,7 @@ def _save_vae(estimator, folder):
         "history": _jsonable([dict(row) for row in estimator.net_.history]),
     }
     tensors = {k: v.detach().cpu().contiguous()
-               for k, v in estimator.net_.module_.state_dict().items()}
+               for k, v in estimator.module_.state_dict().items()}
     save_file(tensors, str(folder / WEIGHTS))
     (folder / META).write_text(json.dumps(meta, indent=1))
 

@@ -3,7 +3,15 @@
 from ._callbacks import RestoreBestWeights
 from ._checkpoint import EpochCheckpoint, resume_from_checkpoint
 from ._data import RowDataset
-from ._net import VAENet, batched, history_frame, make_vae_net, resolve_device
+from ._modules import plain_module
+from ._net import (
+    VAENet,
+    batched,
+    history_frame,
+    make_vae_net,
+    resolve_device,
+    resolve_precision,
+)
 
 __all__ = [
     "VAENet",
@@ -13,6 +21,8 @@ __all__ = [
     "EpochCheckpoint",
     "resume_from_checkpoint",
     "resolve_device",
+    "resolve_precision",
+    "plain_module",
     "batched",
     "history_frame",
 ]

@@ -6,6 +6,8 @@ import copy
 
 from skorch.callbacks import Callback
 
+from ._modules import plain_module
+
 __all__ = ["RestoreBestWeights"]
 
 
@@ -45,12 +47,11 @@ class RestoreBestWeights(Callback):
         """Copy the weights when the monitored key says this epoch improved."""
         row = net.history[-1]
         if row.get(self.monitor, False):
-            self.best_state_ = {
-                k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()
-            }
+            self.best_state_ = {k: v.detach().to("cpu", copy=True)
+                                for k, v in plain_module(net).state_dict().items()}
             self.best_epoch_ = row["epoch"]
 
     def on_train_end(self, net, **kwargs):
         """Load the best weights back into the module."""
         if self.best_state_ is not None:
-            net.module_.load_state_dict(copy.deepcopy(self.best_state_))
+            plain_module(net).load_state_dict(copy.deepcopy(self.best_state_))

@@ -11,6 +11,7 @@ from skorch.callbacks import Callback
 from skorch.history import History
 
 from ..io._atomic import atomic_file
+from ._modules import plain_module
 
 __all__ = ["EpochCheckpoint", "resume_from_checkpoint"]
 
@@ -25,7 +26,7 @@ def _atomic_save(obj, path):
 
 
 def _weights(net):
-    return {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in plain_module(net).state_dict().items()}
 
 
 class EpochCheckpoint(Callback):
@@ -112,7 +113,7 @@ def resume_from_checkpoint(net, directory, signature):
             f"{last} was written by a different run ({saved}); this run is {signature}. "
             "Use another checkpoint_dir, or delete that one to start afresh."
         )
-    net.module_.load_state_dict(state["module"])
+    plain_module(net).load_state_dict(state["module"])
     net.optimizer_.load_state_dict(state["optimizer"])
     net.history = History(json.loads(state["history"]))
     for _, cb in net.callbacks_:

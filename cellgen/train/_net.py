@@ -8,21 +8,26 @@ reconstruction of an epoch in memory.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring, ProgressBar
-from skorch.dataset import Dataset
+from skorch.dataset import Dataset, unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 from torch.utils.data import Dataset as TorchDataset
 
 from ..module import ELBO, KL, RECONSTRUCTION, TERMS
 from ._callbacks import RestoreBestWeights
+from ._modules import plain_module  # noqa: F401  (re-exported)
 
-__all__ = ["VAENet", "make_vae_net", "resolve_device", "batched", "history_frame"]
+__all__ = ["VAENet", "make_vae_net", "resolve_device", "resolve_precision", "batched",
+           "history_frame"]
+
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str | torch.device | None) -> str:
@@ -62,6 +67,61 @@ def resolve_device(device: str | torch.device | None) -> str:
     return str(dev)
 
 
+def resolve_precision(precision: str, device: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; ``None`` means float32.
+
+    ``"auto"`` is bfloat16 on a CUDA GPU that supports it, float16 (with loss
+    scaling) on an older GPU, and float32 on the CPU, where mixed precision is
+    rarely faster.
+
+    Parameters
+    ----------
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Requested precision of the forward pass.
+    device : str
+        A concrete torch device string (see :func:`resolve_device`).
+
+    Returns
+    -------
+    dtype : torch.dtype or None
+        ``torch.bfloat16``, ``torch.float16`` or ``None`` (no autocast).
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not one of the four names.
+
+    Examples
+    --------
+    >>> from cellgen.train import resolve_precision
+    >>> resolve_precision("auto", "cpu") is None
+    True
+    >>> resolve_precision("bf16", "cpu")
+    torch.bfloat16
+    """
+    if precision == "auto":
+        if not str(device).startswith("cuda"):
+            return None
+        index = torch.device(device).index
+        with torch.cuda.device(index or 0):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in _PRECISIONS:
+        raise ValueError(
+            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16'; got {precision!r}."
+        )
+    return _PRECISIONS[precision]
+
+
+def _channels_last(t):
+    """``t`` in channels-last memory order when it is a 4D or 5D image batch."""
+    if isinstance(t, torch.Tensor) and t.is_floating_point():
+        if t.dim() == 4:
+            return t.contiguous(memory_format=torch.channels_last)
+        if t.dim() == 5:
+            return t.contiguous(memory_format=torch.channels_last_3d)
+    return t
+
+
 class VAENet(NeuralNet):
     """skorch net for a cellgen generative module that owns its loss.
 
@@ -74,6 +134,13 @@ class VAENet(NeuralNet):
     target_key : str or None, default=None
         With dictionary inputs, the key of the modelled image (``"x"``); with
         array inputs the array itself is modelled.
+    autocast_dtype : torch.dtype or None, default=None
+        Mixed precision: the forward pass runs under ``torch.autocast`` with
+        this dtype, the loss is computed in float32, and float16 uses a
+        gradient scaler. ``None`` trains in float32.
+    channels_last : bool, default=False
+        Store convolution weights and image batches in channels-last order,
+        which tensor cores prefer.
 
     Examples
     --------
@@ -88,10 +155,71 @@ class VAENet(NeuralNet):
     True
     """
 
-    def __init__(self, *args, beta=0.5, target_key=None, **kwargs):
+    def __init__(self, *args, beta=0.5, target_key=None, autocast_dtype=None,
+                 channels_last=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.beta = beta
         self.target_key = target_key
+        self.autocast_dtype = autocast_dtype
+        self.channels_last = channels_last
+
+    def autocast(self):
+        """Context of the forward pass: autocast in mixed precision, else nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=self.autocast_dtype)
+
+    def initialize_module(self):
+        """Build the module; in channels-last mode, reorder its weights once."""
+        super().initialize_module()
+        if self.channels_last:
+            self.module_.to(memory_format=torch.channels_last)
+        return self
+
+    def initialize(self):
+        """Initialize the net, and a gradient scaler when training in float16."""
+        super().initialize()
+        self.scaler_ = (torch.amp.GradScaler(torch.device(self.device).type)
+                        if self.autocast_dtype == torch.float16 else None)
+        return self
+
+    def infer(self, x, **fit_params):
+        """Forward pass under the net's precision; outputs come back in float32."""
+        x = to_tensor(x, device=self.device)
+        if self.channels_last:
+            x = ({k: _channels_last(v) for k, v in x.items()} if isinstance(x, Mapping)
+                 else _channels_last(x))
+        with self.autocast():
+            out = super().infer(x, **fit_params)
+        # The loss (sums of squares over whole images, KL) is accumulated in float32.
+        if isinstance(out, tuple):
+            return tuple(o.float() if torch.is_tensor(o) and o.is_floating_point() else o
+                         for o in out)
+        return out.float() if out.is_floating_point() else out
+
+    def train_step_single(self, batch, **fit_params):
+        """One forward and backward pass; the loss is scaled in float16 training."""
+        if getattr(self, "scaler_", None) is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.scaler_.scale(loss).backward()
+        # Callbacks (gradient clipping) must see the true gradients.
+        for name in self._optimizers:
+            self.scaler_.unscale_(getattr(self, name + "_"))
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _step_optimizer(self, step_fn):
+        if getattr(self, "scaler_", None) is None:
+            return super()._step_optimizer(step_fn)
+        # A gradient scaler cannot step with a closure: compute, then step.
+        step_fn()
+        for name in self._optimizers:
+            self.scaler_.step(getattr(self, name + "_"))
+        self.scaler_.update()
+        return None
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Return the module's objective for the batch and record every ELBO term."""
@@ -116,7 +244,7 @@ class VAENet(NeuralNet):
 
 def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, device,
                  verbose, callbacks, valid_data=None, target_key=None, num_workers=0,
-                 checkpoint=None):
+                 checkpoint=None, autocast_dtype=None, channels_last=False, compile=False):
     """Build a :class:`VAENet` with cellgen's defaults.
 
     Parameters
@@ -142,10 +270,18 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
     target_key : str or None, default=None
         Key of the modelled image in dictionary inputs.
     num_workers : int, default=0
-        DataLoader worker processes.
+        DataLoader worker processes. With workers, batches are prefetched and,
+        on a GPU, read into pinned memory.
     checkpoint : EpochCheckpoint or None, default=None
         Saves the training state after every epoch (runs after every other
         callback).
+    autocast_dtype : torch.dtype or None, default=None
+        Mixed-precision dtype (see :func:`resolve_precision`); ``None`` trains
+        in float32.
+    channels_last : bool, default=False
+        Channels-last memory order for weights and batches.
+    compile : bool, default=False
+        Compile the module with ``torch.compile``.
 
     Returns
     -------
@@ -181,6 +317,11 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
     if valid_data is not None and not isinstance(valid_data, TorchDataset):
         valid_data = Dataset(valid_data, None)
     train_split = predefined_split(valid_data) if valid_data is not None else None
+    on_gpu = str(device).startswith("cuda")
+    # skorch builds a new DataLoader every epoch, so workers cannot persist;
+    # each prefetches a few batches ahead.
+    loader_extra = ({f"iterator_{part}__prefetch_factor": 4 for part in ("train", "valid")}
+                    if num_workers else {})
     return VAENet(
         module,
         criterion=torch.nn.MSELoss,  # unused: the module owns its loss
@@ -192,6 +333,10 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         iterator_train__shuffle=True,
         iterator_train__num_workers=num_workers,
         iterator_valid__num_workers=num_workers,
+        # Pinned host memory lets batches copy to the GPU asynchronously.
+        iterator_train__pin_memory=on_gpu,
+        iterator_valid__pin_memory=on_gpu,
+        **loader_extra,
         train_split=train_split,
         predict_nonlinearity=None,
         device=device,
@@ -199,11 +344,15 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         callbacks=cbs,
         beta=beta,
         target_key=target_key,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
+        compile=compile,
         **{f"module__{k}": v for k, v in module_kwargs.items()},
     )
 
 
-def batched(fn, arrays, *, batch_size, device, dtypes=None):
+def batched(fn, arrays, *, batch_size, device, dtypes=None, autocast_dtype=None,
+            channels_last=False):
     """Apply ``fn`` to aligned slices of ``arrays`` in inference mode, on ``device``.
 
     Parameters
@@ -218,6 +367,11 @@ def batched(fn, arrays, *, batch_size, device, dtypes=None):
         Torch device the slices are moved to (one batch at a time).
     dtypes : sequence of torch.dtype or None, default=None
         Dtype of each array's tensor; float32 by default.
+    autocast_dtype : torch.dtype or None, default=None
+        Run ``fn`` under ``torch.autocast`` with this dtype; outputs are
+        returned as float32 whatever it is.
+    channels_last : bool, default=False
+        Pass 4D and 5D float tensors in channels-last memory order.
 
     Returns
     -------
@@ -235,12 +389,16 @@ def batched(fn, arrays, *, batch_size, device, dtypes=None):
     n = len(arrays[0])
     dtypes = dtypes or [torch.float32] * len(arrays)
     outs = []
-    with torch.inference_mode():
+    autocast = (contextlib.nullcontext() if autocast_dtype is None else
+                torch.autocast(torch.device(device).type, dtype=autocast_dtype))
+    with torch.inference_mode(), autocast:
         for start in range(0, n, batch_size):
             tensors = [
                 torch.as_tensor(a[start:start + batch_size]).to(device=device, dtype=dt)
                 for a, dt in zip(arrays, dtypes)
             ]
+            if channels_last:
+                tensors = [_channels_last(t) for t in tensors]
             res = fn(*tensors)
             res = res if isinstance(res, tuple) else (res,)
             outs.append([r.detach().float().cpu().numpy() for r in res])
