@@ -40,6 +40,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "numpydoc>=1.6", "sphinx>=7"],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
+        "dask": ["dask>=2023.1"],
     },
     entry_points={"console_scripts": ["cellgen=cellgen.cli:main"]},
     classifiers=[

@@ -1,5 +1,6 @@
 """Analyses of fitted Statistical Cell models."""
 
+from ._collection import map_manifest
 from ._coupling import StructureCoupling, differential_coupling, structure_coupling
 from ._drug import (
     EffectDirection,
@@ -39,4 +40,5 @@ __all__ = [
     "dose_response",
     "TwoSampleResult",
     "EffectDirection",
+    "map_manifest",
 ]

@@ -10,8 +10,15 @@ napari.
 """
 
 from ._cache import cache_manifest
-from ._manifest import load_manifest
+from ._manifest import load_manifest, read_manifest
 from ._save import save_cells
 from ._tiff import read_image, write_ome_tiff
 
-__all__ = ["read_image", "write_ome_tiff", "load_manifest", "cache_manifest", "save_cells"]
+__all__ = [
+    "read_image",
+    "write_ome_tiff",
+    "read_manifest",
+    "load_manifest",
+    "cache_manifest",
+    "save_cells",
+]

@@ -88,6 +88,55 @@ def _resolve_paths(table, root: Path, path_column: str, source: str) -> list[Pat
     return paths
 
 
+def read_manifest(manifest, *, root=None, path_column="path") -> tuple[pd.DataFrame, list[Path]]:
+    """Read a manifest and check that every image it lists exists, without reading them.
+
+    The checks :func:`load_manifest` makes before reading any pixel: the
+    table has the column of paths, lists at least one cell, has a path in
+    every row, and every file exists. Run it before a long job to fail at
+    once rather than at its last chunk.
+
+    Parameters
+    ----------
+    manifest : str, path-like or pandas.DataFrame
+        A CSV file with one row per cell, or the table itself.
+    root : str or path-like, default=None
+        Folder that relative paths are taken from: the CSV's folder by default
+        (the working directory for a DataFrame).
+    path_column : str, default="path"
+        Column holding the image paths.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The manifest, indexed 0..n-1.
+    paths : list of pathlib.Path
+        The absolute path of each row's image.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the CSV or any listed image is missing (the message lists the rows).
+    ValueError
+        If the path column is absent, the manifest is empty, or a row has no path.
+    TypeError
+        If ``manifest`` is neither a path nor a DataFrame.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from cellgen.io import read_manifest, save_cells
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = save_cells(f"{folder}/cells", np.zeros((2, 3, 8, 8), "uint8"))
+    >>> table, paths = read_manifest(f"{folder}/cells/manifest.csv")
+    >>> len(table), all(p.is_absolute() for p in paths)
+    (2, True)
+    """
+    table, root, source = _read_table(manifest, root, path_column)
+    return table, _resolve_paths(table, Path(root).absolute(), path_column, source)
+
+
 def _add_note(exc: BaseException, note: str) -> None:
     if hasattr(exc, "add_note"):  # Python 3.11+
         exc.add_note(note)
