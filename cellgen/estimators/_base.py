@@ -17,6 +17,7 @@ from ..train import (
     EpochCheckpoint,
     RowDataset,
     batched,
+    distributed_world,
     history_frame,
     make_vae_net,
     plain_module,
@@ -122,9 +123,20 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
     def _fit_module(self, module_cls, module_kwargs, inputs, target_key=None):
         """Train ``module_cls`` on ``inputs`` (array or dict of arrays) and keep the net."""
         self.widths_ = _check_widths(self.widths)
+        world = distributed_world()
         self.device_ = resolve_device(self.device)
+        if world is not None and self.device_ == "cuda":
+            self.device_ = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU a process
         self.autocast_dtype_ = resolve_precision(self.precision, self.device_)
-        rng = check_random_state(self.random_state)
+        random_state = self.random_state
+        if world is not None and random_state is None:
+            # Every process must draw the same validation split: rank 0 picks the seed.
+            import torch.distributed as dist
+
+            shared = [int(np.random.default_rng().integers(_MAX_SEED))]
+            dist.broadcast_object_list(shared, src=0)
+            random_state = shared[0]
+        rng = check_random_state(random_state)
         self.seed_ = int(rng.randint(_MAX_SEED))
         n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
         train_idx, valid_idx = self._split(n, rng)
@@ -146,7 +158,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                          "n_valid": self.n_valid_, "seed": self.seed_,
                          "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta}
             checkpoint = EpochCheckpoint(self.checkpoint_dir, signature)
-        net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint)
+        net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint, world=world)
         train = take(train_idx)
         # skorch ends training quietly on KeyboardInterrupt (the model keeps what it
         # learned); a non-finite loss must stop loudly but lose nothing either.
@@ -172,7 +184,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         self.net_ = net
         return self
 
-    def _make_net(self, valid_data=None, checkpoint=None):
+    def _make_net(self, valid_data=None, checkpoint=None, world=None):
         module_cls, module_kwargs, target_key = self._net_spec_
         return make_vae_net(
             module_cls, module_kwargs,
@@ -181,7 +193,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             callbacks=self.callbacks, valid_data=valid_data, target_key=target_key,
             checkpoint=checkpoint, num_workers=self.num_workers,
             autocast_dtype=self.autocast_dtype_, channels_last=self._channels_last(),
-            compile=self.compile,
+            compile=self.compile, world=world, sampler_seed=self.seed_,
         )
 
     def _channels_last(self):

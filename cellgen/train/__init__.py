@@ -3,6 +3,7 @@
 from ._callbacks import RestoreBestWeights
 from ._checkpoint import EpochCheckpoint, resume_from_checkpoint
 from ._data import RowDataset
+from ._distributed import distributed_world, make_distributed_history
 from ._modules import plain_module
 from ._net import (
     VAENet,
@@ -23,6 +24,8 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "plain_module",
+    "distributed_world",
+    "make_distributed_history",
     "batched",
     "history_frame",
 ]

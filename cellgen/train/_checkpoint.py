@@ -60,6 +60,8 @@ class EpochCheckpoint(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         """Write ``best.pt`` when the epoch improved, then ``last.pt``."""
+        if getattr(net, "world", None) is not None and net.world[0] != 0:
+            return  # in a distributed fit, rank 0 writes for every process
         folder = Path(self.directory)
         folder.mkdir(parents=True, exist_ok=True)
         row = net.history[-1]

@@ -6,7 +6,7 @@ __all__ = ["plain_module"]
 
 
 def plain_module(net):
-    """The net's module without a ``torch.compile`` wrapper.
+    """The net's module without its ``torch.compile`` or DistributedDataParallel wrapper.
 
     Weights are saved and restored through it, so that their names do not
     depend on whether the module was compiled.
@@ -32,4 +32,8 @@ def plain_module(net):
     True
     """
     module = net.module_
-    return getattr(module, "_orig_mod", module)
+    # DistributedDataParallel keeps the module in ``.module``; torch.compile in
+    # ``._orig_mod``.
+    module = getattr(module, "module", module)
+    module = getattr(module, "_orig_mod", module)
+    return getattr(module, "module", module)

@@ -22,7 +22,8 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..module import ELBO, KL, RECONSTRUCTION, TERMS
 from ._callbacks import RestoreBestWeights
-from ._modules import plain_module  # noqa: F401  (re-exported)
+from ._distributed import make_distributed_history
+from ._modules import plain_module
 
 __all__ = ["VAENet", "make_vae_net", "resolve_device", "resolve_precision", "batched",
            "history_frame"]
@@ -141,6 +142,13 @@ class VAENet(NeuralNet):
     channels_last : bool, default=False
         Store convolution weights and image batches in channels-last order,
         which tensor cores prefer.
+    world : tuple of (int, int) or None, default=None
+        ``(rank, world_size)`` to train data-parallel in a process group (see
+        :func:`distributed_world`): the module is wrapped in
+        DistributedDataParallel and each process trains on its share of every
+        epoch; ``None`` trains in this process alone.
+    sampler_seed : int, default=0
+        Seed of the distributed sampler's shuffling (the same in every process).
 
     Examples
     --------
@@ -156,8 +164,10 @@ class VAENet(NeuralNet):
     """
 
     def __init__(self, *args, beta=0.5, target_key=None, autocast_dtype=None,
-                 channels_last=False, **kwargs):
+                 channels_last=False, world=None, sampler_seed=0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.world = world
+        self.sampler_seed = sampler_seed
         self.beta = beta
         self.target_key = target_key
         self.autocast_dtype = autocast_dtype
@@ -174,7 +184,35 @@ class VAENet(NeuralNet):
         super().initialize_module()
         if self.channels_last:
             self.module_.to(memory_format=torch.channels_last)
+        if self.world is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = torch.device(self.device)
+            # Rank 0's initial weights are broadcast to every process here.
+            self.module_ = DistributedDataParallel(
+                self.module_, device_ids=[device.index] if device.type == "cuda" else None)
+            # Same weights, but each process draws its own latent noise.
+            torch.manual_seed(torch.initial_seed() + self.world[0])
         return self
+
+    def get_iterator(self, dataset, training=False):
+        """Batches of ``dataset``; in a distributed fit, this process's share of each epoch.
+
+        Validation batches are not shared out: every process evaluates the
+        whole validation split, so all of them see the same validation loss.
+        """
+        if self.world is None or not training:
+            return super().get_iterator(dataset, training=training)
+        from torch.utils.data import DistributedSampler
+
+        rank, world_size = self.world
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                     seed=self.sampler_seed)
+        sampler.set_epoch(len(self.history))  # a new order every epoch
+        kwargs = self.get_params_for("iterator_train")
+        kwargs.pop("shuffle", None)
+        kwargs.setdefault("batch_size", self.batch_size)
+        return self.iterator_train(dataset, sampler=sampler, **kwargs)
 
     def initialize(self):
         """Initialize the net, and a gradient scaler when training in float16."""
@@ -226,7 +264,7 @@ class VAENet(NeuralNet):
         x = X[self.target_key] if isinstance(X, Mapping) else X
         x = to_tensor(x, device=self.device)
         x_hat, mu, logvar = y_pred[:3]
-        out = self.module_.loss(x, x_hat, mu, logvar, beta=self.beta)
+        out = plain_module(self).loss(x, x_hat, mu, logvar, beta=self.beta)
         if not torch.isfinite(out.loss):
             epoch = len(self.history)
             batch = len(self.history[-1]["batches"])
@@ -244,7 +282,8 @@ class VAENet(NeuralNet):
 
 def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, device,
                  verbose, callbacks, valid_data=None, target_key=None, num_workers=0,
-                 checkpoint=None, autocast_dtype=None, channels_last=False, compile=False):
+                 checkpoint=None, autocast_dtype=None, channels_last=False, compile=False,
+                 world=None, sampler_seed=0):
     """Build a :class:`VAENet` with cellgen's defaults.
 
     Parameters
@@ -282,6 +321,11 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         Channels-last memory order for weights and batches.
     compile : bool, default=False
         Compile the module with ``torch.compile``.
+    world : tuple of (int, int) or None, default=None
+        ``(rank, world_size)`` for data-parallel training; the net then keeps
+        a history shared by all processes.
+    sampler_seed : int, default=0
+        Seed of the distributed shuffling.
 
     Returns
     -------
@@ -347,6 +391,9 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
         autocast_dtype=autocast_dtype,
         channels_last=channels_last,
         compile=compile,
+        world=world,
+        sampler_seed=sampler_seed,
+        history=None if world is None else make_distributed_history(*world),
         **{f"module__{k}": v for k, v in module_kwargs.items()},
     )
 
