@@ -103,14 +103,26 @@ def test_bf16_embeddings_match_float32_with_the_same_weights():
 
 
 def test_channels_last_gives_the_same_model(monkeypatch):
+    last = ReferenceVAE(**TINY, random_state=0).fit(X)  # channels-last by default
+    monkeypatch.setattr(ReferenceVAE, "_channels_last", lambda self: False)
     plain = ReferenceVAE(**TINY, random_state=0).fit(X)
-    monkeypatch.setattr(ReferenceVAE, "_channels_last", lambda self: True)
-    last = ReferenceVAE(**TINY, random_state=0).fit(X)
+    conv = next(m for m in plain.module_.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
     conv = next(m for m in last.module_.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(last.transform(X), plain.transform(X), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(last.history_["train_loss"], plain.history_["train_loss"],
                                rtol=1e-5)
+
+
+def test_channels_last_in_3d(monkeypatch):
+    X3 = np.random.RandomState(2).rand(24, 2, 8, 16, 16).astype(np.float32)
+    last = ReferenceVAE(**dict(TINY, batch_size=8), random_state=0).fit(X3)
+    monkeypatch.setattr(ReferenceVAE, "_channels_last", lambda self: False)
+    plain = ReferenceVAE(**dict(TINY, batch_size=8), random_state=0).fit(X3)
+    conv = next(m for m in last.module_.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    np.testing.assert_allclose(last.transform(X3), plain.transform(X3), rtol=1e-4, atol=1e-5)
 
 
 def test_loader_workers_give_the_same_model(tmp_path):

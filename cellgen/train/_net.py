@@ -183,7 +183,9 @@ class VAENet(NeuralNet):
         """Build the module; in channels-last mode, reorder its weights once."""
         super().initialize_module()
         if self.channels_last:
-            self.module_.to(memory_format=torch.channels_last)
+            is_3d = any(isinstance(m, torch.nn.Conv3d) for m in self.module_.modules())
+            self.module_.to(memory_format=torch.channels_last_3d if is_3d
+                            else torch.channels_last)
         if self.world is not None:
             from torch.nn.parallel import DistributedDataParallel
 
