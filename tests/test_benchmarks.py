@@ -1,0 +1,75 @@
+"""Smoke runs of the benchmark scripts in their quick modes (subprocesses, CPU, seconds)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _known_failure(row):
+    """Why a setting fails because of a known cellgen problem, or None."""
+    error = row.get("error", "")
+    # A seeded 3D ConditionalStructureVAE fit with precision="bf16" on the CPU sometimes
+    # (about 1 run in 12, same seed, one thread) ends in a NaN loss: bfloat16 CPU
+    # kernels of torch 2.13 give slightly different results from run to run in 3D.
+    # The CPU default is float32; docs/scaling.rst states the limitation.
+    if (row["model"] == "conditional" and row["dim"] == 3 and row["precision"] == "bf16"
+            and "loss became nan" in error):
+        return "3D conditional bf16 training on the CPU sometimes gives a NaN loss"
+    return None
+
+
+@pytest.mark.slow
+def test_bench_training_quick(tmp_path):
+    out = tmp_path / "t.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_training.py"), "--quick",
+         "--device", "cpu", "--out", str(out)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.exists(), proc.stdout + proc.stderr
+    record = json.loads(out.read_text())
+    config, rows = record["config"], record["results"]
+    assert record["info"]["torch"] and record["info"]["cellgen"]
+
+    # Every requested model, size and precision, plus the other-layout row, is there.
+    expected = {(m, d, p) for m in config["models"] for d in config["dims"]
+                for p in config["precisions"]}
+    assert {(r["model"], r["dim"], r["precision"]) for r in rows} >= expected
+    assert len(rows) == len(expected) + len(config["models"]) * len(config["dims"])
+    assert all(_positive(f["flops"]) for f in record["flops_per_step"])
+
+    known = []
+    for row in rows:
+        if _known_failure(row):
+            known.append(_known_failure(row))
+            continue
+        assert "error" not in row, row.get("error")
+        for part in ("estimator", "plain"):
+            assert _positive(row[part]["cells_per_s"]), (row["model"], part)
+            assert _positive(row[part]["tflops"])
+            assert len(row[part]["steps_s"]) == config["warmup"] + config["steps"]
+        assert _positive(row["ratio"])
+        inference = row["inference"]
+        methods = ["transform", "score_samples", "sample"]
+        methods += ["impute"] if row["model"] == "conditional" else []
+        assert "errors" not in inference, inference.get("errors")
+        assert all(_positive(inference[m]) for m in methods), inference
+        assert _positive(inference["transform_over_training"])
+    # The script reports failures in its exit status, and only those.
+    assert proc.returncode == (1 if known else 0), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "## Training" in proc.stdout and "## Inference" in proc.stdout
+    if known:
+        warnings.warn("known problems (every other setting passed): "
+                      + "; ".join(sorted(set(known))), stacklevel=1)
