@@ -168,3 +168,10 @@ def test_compiled_model_trains_saves_and_loads(tmp_path):
     compiled.save(tmp_path / "m")
     back = ReferenceVAE.load(tmp_path / "m")
     np.testing.assert_allclose(back.transform(X), compiled.transform(X), rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_in_3d_on_the_cpu_warns():
+    X3 = np.random.RandomState(2).rand(24, 2, 8, 16, 16).astype(np.float32)
+    with pytest.warns(UserWarning, match="3D convolutions"):
+        ReferenceVAE(**dict(TINY, batch_size=8, max_epochs=1, precision="bf16"),
+                     random_state=0).fit(X3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -128,6 +129,14 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         if world is not None and self.device_ == "cuda":
             self.device_ = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU a process
         self.autocast_dtype_ = resolve_precision(self.precision, self.device_)
+        if (self.autocast_dtype_ is not None and not self.device_.startswith("cuda")
+                and len(module_kwargs.get("spatial_shape", ())) == 3):
+            warnings.warn(
+                f"precision={self.precision!r} on the CPU with 3D images: torch's CPU "
+                "kernels for the bfloat16/float16 weight gradients of 3D convolutions on "
+                "small inputs give wrong, run-to-run different values (seen with torch "
+                "2.13), and training can diverge. Use precision='fp32' on the CPU.",
+                UserWarning, stacklevel=3)
         random_state = self.random_state
         if world is not None and random_state is None:
             # Every process must draw the same validation split: rank 0 picks the seed.
