@@ -175,3 +175,4 @@ def test_mixed_precision_in_3d_on_the_cpu_warns():
     with pytest.warns(UserWarning, match="3D convolutions"):
         ReferenceVAE(**dict(TINY, batch_size=8, max_epochs=1, precision="bf16"),
                      random_state=0).fit(X3)
+

@@ -31,6 +31,9 @@ from ..utils._arrays import channel_view
 from . import _persist
 
 _MAX_SEED = 2**31 - 1
+# Augmentation flips Y and X only: in 3D, top and bottom of a cell (towards and
+# away from the coverslip) differ.
+_FLIP_AXES = (-2, -1)
 
 #: Parameters every VAE estimator shares (documented on each class).
 _COMMON_CONSTRAINTS = {
@@ -48,6 +51,7 @@ _COMMON_CONSTRAINTS = {
     "compile": ["boolean"],
     "num_workers": [Interval(Integral, 0, None, closed="left")],
     "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    "augment": [StrOptions({"flips"}), None],
     "callbacks": [list, None],
     "checkpoint_dir": [str, os.PathLike, None],
     "random_state": ["random_state"],
@@ -150,10 +154,10 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
         train_idx, valid_idx = self._split(n, rng)
 
-        def take(idx):
+        def take(idx, flip_axes=()):
             # Rows are read lazily by the DataLoader: no copy of the split,
             # and memory-mapped collections stay on disk.
-            return None if idx is None else RowDataset(inputs, idx)
+            return None if idx is None else RowDataset(inputs, idx, flip_axes=flip_axes)
 
         self._net_spec_ = (module_cls, dict(module_kwargs, widths=self.widths_,
                                             n_latent=self.n_latent, spectral=self.spectral_norm),
@@ -168,7 +172,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                          "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta}
             checkpoint = EpochCheckpoint(self.checkpoint_dir, signature)
         net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint, world=world)
-        train = take(train_idx)
+        train = take(train_idx, _FLIP_AXES if self.augment == "flips" else ())
         # skorch ends training quietly on KeyboardInterrupt (the model keeps what it
         # learned); a non-finite loss must stop loudly but lose nothing either.
         try:
@@ -344,6 +348,21 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                        device=self.device_, dtypes=dtypes,
                        autocast_dtype=getattr(self, "autocast_dtype_", None),
                        channels_last=self._channels_last())
+
+    def _flip_average(self, encode, *tensors):
+        """Posterior means, averaged over the Y and X flips when trained with them.
+
+        A model trained on flipped cells embeds a cell and its mirror images
+        alike only on average; averaging the four makes the embedding
+        invariant to flips.
+        """
+        if self.augment != "flips":
+            return encode(*tensors)
+        total = 0
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            total = total + encode(*[t.flip(dims) if dims and t.dim() >= 4 else t
+                                     for t in tensors])
+        return total / 4
 
     def _with_seed(self, seed):
         return _seeded(seed, self.device_)

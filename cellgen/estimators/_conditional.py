@@ -105,6 +105,14 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
     inference_batch_size : int or None, default=None
         Cells per batch in ``transform``, ``score_samples``, ``impute`` and
         ``sample``; ``None`` uses four times ``batch_size``.
+    augment : {None, "flips"}, default=None
+        ``"flips"`` trains on cells flipped at random along Y and X (each with
+        probability one half, every epoch) and makes ``transform`` average the
+        posterior means of a cell's four flips, so the embedding does not
+        depend on mirror images. It helps embeddings learned from few cells
+        (for example for profiling, ``benchmarks/RESULTS.md``); the generative
+        model then learns mirrored cells too, so leave it off to generate or
+        impute cells in the orientation the aligner gives them.
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
     checkpoint_dir : str, path-like or None, default=None
@@ -176,6 +184,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         compile=False,
         num_workers=0,
         inference_batch_size=None,
+        augment=None,
         callbacks=None,
         checkpoint_dir=None,
         random_state=None,
@@ -197,6 +206,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         self.compile = compile
         self.num_workers = num_workers
         self.inference_batch_size = inference_batch_size
+        self.augment = augment
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -293,8 +303,9 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         Z : ndarray of shape (n_cells, n_latent)
             Posterior means.
         """
-        return self._run(lambda s, r, c: self.module_.encode(s, r, c)[0],
-                         self._inputs(X, structures), dtypes=_DTYPES)
+        return self._run(
+            lambda s, r, c: self._flip_average(lambda *t: self.module_.encode(*t)[0], s, r, c),
+            self._inputs(X, structures), dtypes=_DTYPES)
 
     def encode(self, X, structures=None):
         """Conditional posterior mean and log-variance of each cell.

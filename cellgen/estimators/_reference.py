@@ -65,6 +65,14 @@ class ReferenceVAE(_BaseVAEEstimator):
     inference_batch_size : int or None, default=None
         Cells per batch in ``transform``, ``score_samples``, ``impute`` and
         ``sample``; ``None`` uses four times ``batch_size``.
+    augment : {None, "flips"}, default=None
+        ``"flips"`` trains on cells flipped at random along Y and X (each with
+        probability one half, every epoch) and makes ``transform`` average the
+        posterior means of a cell's four flips, so the embedding does not
+        depend on mirror images. It helps embeddings learned from few cells
+        (for example for profiling, ``benchmarks/RESULTS.md``); the generative
+        model then learns mirrored cells too, so leave it off to generate or
+        impute cells in the orientation the aligner gives them.
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
     checkpoint_dir : str, path-like or None, default=None
@@ -129,6 +137,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         compile=False,
         num_workers=0,
         inference_batch_size=None,
+        augment=None,
         callbacks=None,
         checkpoint_dir=None,
         random_state=None,
@@ -148,6 +157,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         self.compile = compile
         self.num_workers = num_workers
         self.inference_batch_size = inference_batch_size
+        self.augment = augment
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -191,7 +201,8 @@ class ReferenceVAE(_BaseVAEEstimator):
             Posterior means.
         """
         X = self._check_X(X)
-        return self._run(lambda x: self.module_.encode(x)[0], [X])
+        return self._run(
+            lambda x: self._flip_average(lambda v: self.module_.encode(v)[0], x), [X])
 
     def encode(self, X):
         """Posterior mean and log-variance of each cell.

@@ -25,6 +25,11 @@ class RowDataset(Dataset):
         dictionaries yield dictionaries of tensors.
     indices : array-like of int or None, default=None
         Rows to expose, in order; ``None`` means all rows.
+    flip_axes : tuple of int, default=()
+        Augmentation: each item is flipped along each of these axes of its
+        images (negative, counted from the end: ``-1`` is X, ``-2`` is Y) with
+        probability one half, every image of an item the same way. The draws
+        come from torch's random generator, so a seeded fit is reproducible.
 
     Examples
     --------
@@ -35,8 +40,9 @@ class RowDataset(Dataset):
     (2, 3)
     """
 
-    def __init__(self, data, indices=None):
+    def __init__(self, data, indices=None, flip_axes=()):
         self.data = data
+        self.flip_axes = tuple(flip_axes)
         first = next(iter(data.values())) if isinstance(data, Mapping) else data
         n = len(first)
         self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -53,5 +59,12 @@ class RowDataset(Dataset):
             x = {k: self._row(v, j) for k, v in self.data.items()}
         else:
             x = self._row(self.data, j)
+        if self.flip_axes:
+            dims = [a for a in self.flip_axes if bool(torch.rand(()) < 0.5)]
+            if dims:
+                # Images are (C, [Z,] Y, X); labels and other scalars are left alone.
+                def flip(t):
+                    return t.flip(dims) if t.dim() >= 3 else t
+                x = {k: flip(v) for k, v in x.items()} if isinstance(x, dict) else flip(x)
         # skorch expects (X, y) pairs; these models are unsupervised.
         return x, 0
