@@ -13,7 +13,8 @@ Methods:
 
 Writes ``benchmarks/out/profiling.json`` and prints a markdown table.
 
-Run: ``python benchmarks/bench_profiling.py [--data-dir ../shared/data] [--epochs 20]``
+Run: ``python benchmarks/bench_profiling.py [--data-dir ../shared/data] [--epochs 20]
+[--augment flips] [--seeds 0,1,2]``
 """
 
 import argparse
@@ -55,7 +56,9 @@ parser.add_argument("--beta", type=float, default=0.02)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--size", type=int, default=32, help="32 (resampled x1/2) or 64")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seeds", default="0", help="comma-separated seeds, one fit each")
+parser.add_argument("--augment", choices=["none", "flips"], default="none",
+                    help="flips: train on random Y/X flips, embed as the mean over the 4 flips")
 parser.add_argument("--shrinkage", type=float, default=0.1, help="whitening regularization")
 parser.add_argument("--skip-vae", action="store_true")
 parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "profiling.json"))
@@ -92,7 +95,7 @@ results = []
 
 t = time.perf_counter()
 flatten = FunctionTransformer(lambda X: X.reshape(len(X), -1))
-Z = make_pipeline(flatten, PCA(50, random_state=args.seed)).fit_transform(Xn)
+Z = make_pipeline(flatten, PCA(50, random_state=0)).fit_transform(Xn)
 results += evaluate("pixel PCA", Z, meta, "IntensityNormalizer, 68x68x3 flattened, PCA(50)",
                     time.perf_counter() - t)
 
@@ -110,14 +113,19 @@ if not args.skip_vae:
     steps.append(PadCrop((args.size, args.size)))
     Xa = make_pipeline(*steps).fit_transform(Xn)
     widths = tuple(int(w) for w in args.widths.split(","))
-    vae = ReferenceVAE(n_latent=args.n_latent, widths=widths, beta=args.beta, lr=args.lr,
-                       max_epochs=args.epochs, batch_size=args.batch_size, device="cpu",
-                       random_state=args.seed)
-    Z = vae.fit(Xa).transform(Xa)
-    settings = (f"aligned, {args.size}x{args.size}, ReferenceVAE(n_latent={args.n_latent}, "
-                f"widths={widths}, beta={args.beta}, lr={args.lr}, epochs={args.epochs}, "
-                f"batch={args.batch_size}, seed={args.seed})")
-    results += evaluate("cellgen ReferenceVAE", Z, meta, settings, time.perf_counter() - t)
+    augment = None if args.augment == "none" else args.augment
+    prep_seconds = time.perf_counter() - t
+    for seed in (int(v) for v in args.seeds.split(",")):
+        t = time.perf_counter()
+        vae = ReferenceVAE(n_latent=args.n_latent, widths=widths, beta=args.beta, lr=args.lr,
+                           max_epochs=args.epochs, batch_size=args.batch_size, device="cpu",
+                           augment=augment, random_state=seed)
+        Z = vae.fit(Xa).transform(Xa)
+        settings = (f"aligned, {args.size}x{args.size}, ReferenceVAE(n_latent={args.n_latent}, "
+                    f"widths={widths}, beta={args.beta}, lr={args.lr}, epochs={args.epochs}, "
+                    f"batch={args.batch_size}, augment={augment}, seed={seed})")
+        results += evaluate("cellgen ReferenceVAE", Z, meta, settings,
+                            prep_seconds + time.perf_counter() - t)
 
 record = {
     "date": time.strftime("%Y-%m-%d"),
