@@ -59,6 +59,39 @@ _COMMON_CONSTRAINTS = {
 }
 
 
+#: How fit and inference run: documented once for both VAE estimators.
+_RUNTIME_PARAMETERS_DOC = """    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Precision of the forward passes, in training and inference. ``"auto"``
+        is mixed precision on a GPU (bfloat16 where supported, else float16
+        with loss scaling) and float32 on the CPU. Losses are always summed in
+        float32. ``"fp32"`` turns mixed precision off.
+    compile : bool, default=False
+        Compile the network's training forward pass with ``torch.compile``:
+        faster epochs after a compilation of a minute or so.
+    num_workers : int, default=0
+        DataLoader worker processes that read and batch cells in the
+        background (useful for memory-mapped or large collections); with a
+        GPU, batches are read into pinned memory.
+    inference_batch_size : int or None, default=None
+        Cells per batch in ``transform``, ``score_samples``, ``impute`` and
+        ``sample``; ``None`` uses four times ``batch_size``.
+    augment : {None, "flips"}, default=None
+        ``"flips"`` trains on cells flipped at random along Y and X (each with
+        probability one half, every epoch) and makes ``transform`` average the
+        posterior means of a cell's four flips, so the embedding does not
+        depend on mirror images. It helps embeddings learned from few cells
+        (for example for profiling, ``benchmarks/RESULTS.md``); the generative
+        model then learns mirrored cells too, so leave it off to generate or
+        impute cells in the orientation the aligner gives them.
+"""
+
+
+def _with_runtime_parameters(cls):
+    """Put the shared documentation of the runtime parameters into ``cls``'s docstring."""
+    cls.__doc__ = cls.__doc__.replace("    {runtime_parameters}\n", _RUNTIME_PARAMETERS_DOC)
+    return cls
+
+
 def _check_widths(widths):
     try:
         out = tuple(int(w) for w in widths)

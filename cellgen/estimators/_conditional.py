@@ -13,7 +13,12 @@ from sklearn.utils.validation import check_is_fitted
 from ..module import ConditionalVAE
 from ..utils import check_channel_index, check_images, check_labels, check_n_samples
 from ..utils._arrays import channel_view
-from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator, _reference_part
+from ._base import (
+    _COMMON_CONSTRAINTS,
+    _BaseVAEEstimator,
+    _reference_part,
+    _with_runtime_parameters,
+)
 
 __all__ = ["ConditionalStructureVAE"]
 
@@ -48,6 +53,7 @@ def _resolve_channels(reference_channels, structure_channel, n_channels):
     return ref, s
 
 
+@_with_runtime_parameters
 class ConditionalStructureVAE(_BaseVAEEstimator):
     """Conditional β-VAE of one structure channel given the reference image and label.
 
@@ -90,29 +96,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         Spectral normalization on every convolution and linear layer.
     device : str, default="auto"
         ``"auto"`` uses a CUDA GPU when present, else the CPU.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Precision of the forward passes, in training and inference. ``"auto"``
-        is mixed precision on a GPU (bfloat16 where supported, else float16
-        with loss scaling) and float32 on the CPU. Losses are always summed in
-        float32. ``"fp32"`` turns mixed precision off.
-    compile : bool, default=False
-        Compile the network's training forward pass with ``torch.compile``:
-        faster epochs after a compilation of a minute or so.
-    num_workers : int, default=0
-        DataLoader worker processes that read and batch cells in the
-        background (useful for memory-mapped or large collections); with a
-        GPU, batches are read into pinned memory.
-    inference_batch_size : int or None, default=None
-        Cells per batch in ``transform``, ``score_samples``, ``impute`` and
-        ``sample``; ``None`` uses four times ``batch_size``.
-    augment : {None, "flips"}, default=None
-        ``"flips"`` trains on cells flipped at random along Y and X (each with
-        probability one half, every epoch) and makes ``transform`` average the
-        posterior means of a cell's four flips, so the embedding does not
-        depend on mirror images. It helps embeddings learned from few cells
-        (for example for profiling, ``benchmarks/RESULTS.md``); the generative
-        model then learns mirrored cells too, so leave it off to generate or
-        impute cells in the orientation the aligner gives them.
+    {runtime_parameters}
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
     checkpoint_dir : str, path-like or None, default=None

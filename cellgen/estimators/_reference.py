@@ -7,11 +7,12 @@ from sklearn.base import _fit_context
 
 from ..module import VAE
 from ..utils import check_images, check_n_samples
-from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator
+from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator, _with_runtime_parameters
 
 __all__ = ["ReferenceVAE"]
 
 
+@_with_runtime_parameters
 class ReferenceVAE(_BaseVAEEstimator):
     """β-VAE of the reference channels (cell membrane and DNA), 2D or 3D.
 
@@ -50,29 +51,7 @@ class ReferenceVAE(_BaseVAEEstimator):
     device : str, default="auto"
         ``"auto"`` uses a CUDA GPU when present, else the CPU; or any torch
         device string.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Precision of the forward passes, in training and inference. ``"auto"``
-        is mixed precision on a GPU (bfloat16 where supported, else float16
-        with loss scaling) and float32 on the CPU. Losses are always summed in
-        float32. ``"fp32"`` turns mixed precision off.
-    compile : bool, default=False
-        Compile the network's training forward pass with ``torch.compile``:
-        faster epochs after a compilation of a minute or so.
-    num_workers : int, default=0
-        DataLoader worker processes that read and batch cells in the
-        background (useful for memory-mapped or large collections); with a
-        GPU, batches are read into pinned memory.
-    inference_batch_size : int or None, default=None
-        Cells per batch in ``transform``, ``score_samples``, ``impute`` and
-        ``sample``; ``None`` uses four times ``batch_size``.
-    augment : {None, "flips"}, default=None
-        ``"flips"`` trains on cells flipped at random along Y and X (each with
-        probability one half, every epoch) and makes ``transform`` average the
-        posterior means of a cell's four flips, so the embedding does not
-        depend on mirror images. It helps embeddings learned from few cells
-        (for example for profiling, ``benchmarks/RESULTS.md``); the generative
-        model then learns mirrored cells too, so leave it off to generate or
-        impute cells in the orientation the aligner gives them.
+    {runtime_parameters}
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks passed to the skorch net.
     checkpoint_dir : str, path-like or None, default=None
