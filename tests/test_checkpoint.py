@@ -94,3 +94,16 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
     other = dict(SETTINGS, lr=5e-3)
     with pytest.raises(ValueError, match="written by a different run"):
         ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, **other).fit(X)
+
+
+def test_float16_resume_keeps_the_loss_scale(X, tmp_path):
+    # fp16 training skips steps while its loss scale settles; a resumed run must
+    # carry on with the settled scale, not start again from 65536.
+    params = dict(SETTINGS, precision="fp16")
+    straight = ReferenceVAE(max_epochs=6, **params).fit(X)
+    ReferenceVAE(max_epochs=3, checkpoint_dir=tmp_path, **params).fit(X)
+    saved = _load_last(tmp_path)["scaler"]["scale"]
+    assert saved < 65536
+    resumed = ReferenceVAE(max_epochs=6, checkpoint_dir=tmp_path, **params).fit(X)
+    assert resumed.net_.scaler_.get_scale() == straight.net_.scaler_.get_scale()
+    np.testing.assert_allclose(resumed.transform(X), straight.transform(X), atol=1e-5)

@@ -70,13 +70,19 @@ class EpochCheckpoint(Callback):
         # the resumed run reproduces exactly, never a stale one.
         if row.get("valid_loss_best", "valid_loss" not in row):
             _atomic_save({"module": weights, "epoch": int(row["epoch"])}, folder / BEST)
-        _atomic_save({
+        state = {
             "module": weights,
             "optimizer": net.optimizer_.state_dict(),
             "history": json.dumps(net.history.to_list()),
             "rng": torch.get_rng_state(),
             "signature": json.dumps(self.signature, sort_keys=True),
-        }, folder / LAST)
+        }
+        scaler = getattr(net, "scaler_", None)
+        if scaler is not None:
+            # float16 training: without its loss scale, a resumed run would skip
+            # steps again while the scale settles.
+            state["scaler"] = scaler.state_dict()
+        _atomic_save(state, folder / LAST)
 
 
 def resume_from_checkpoint(net, directory, signature):
@@ -117,6 +123,8 @@ def resume_from_checkpoint(net, directory, signature):
         )
     plain_module(net).load_state_dict(state["module"])
     net.optimizer_.load_state_dict(state["optimizer"])
+    if "scaler" in state and getattr(net, "scaler_", None) is not None:
+        net.scaler_.load_state_dict(state["scaler"])
     net.history = History(json.loads(state["history"]))
     for _, cb in net.callbacks_:
         # Scores decide which epoch is "best"; they must remember the epochs before.
