@@ -3,6 +3,7 @@
 On the CPU they must train and infer correctly; their speed is measured in benchmarks/.
 """
 
+import contextlib
 import shutil
 
 import numpy as np
@@ -172,7 +173,10 @@ def test_compiled_model_trains_saves_and_loads(tmp_path):
 
 def test_mixed_precision_in_3d_on_the_cpu_warns():
     X3 = np.random.RandomState(2).rand(24, 2, 8, 16, 16).astype(np.float32)
+    # The warning comes before training; training itself may then hit the very CPU
+    # bug it warns about (NaN losses on some CPUs), which is not what this checks.
     with pytest.warns(UserWarning, match="3D convolutions"):
-        ReferenceVAE(**dict(TINY, batch_size=8, max_epochs=1, precision="bf16"),
-                     random_state=0).fit(X3)
+        with contextlib.suppress(FloatingPointError):
+            ReferenceVAE(**dict(TINY, batch_size=8, max_epochs=1, precision="bf16"),
+                         random_state=0).fit(X3)
 
