@@ -199,6 +199,72 @@ class ReferenceVAE(_BaseVAEEstimator):
         X = self._check_X(X)
         return self._run(lambda x: self.module_.encode(x), [X])
 
+    def encoder_features(self, X, blocks=(-2, -1)):
+        """Profile cells by the pooled feature maps of the encoder's last blocks.
+
+        For each chosen residual block of the encoder, the spatial mean and
+        standard deviation of each of its channels: a texture- and shape-aware
+        description, much richer than the latent mean, for tasks that compare
+        cells rather than generate them (mechanism-of-action profiling, kNN,
+        UMAP). With ``augment="flips"`` the features are averaged over a cell's
+        four Y/X flips, like ``transform``. Standardize them before distances
+        (:class:`~sklearn.preprocessing.StandardScaler`): channels differ in scale.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        blocks : sequence of int, default=(-2, -1)
+            Encoder blocks to pool, as indices into ``widths`` (negative from the
+            coarsest); the default takes the last two.
+
+        Returns
+        -------
+        F : ndarray of shape (n_cells, 2 * sum(widths[b] for b in blocks))
+            For each block in the order given, the means of its channels, then
+            their standard deviations.
+
+        Raises
+        ------
+        ValueError
+            If ``blocks`` is empty, repeats a block or names one that does not
+            exist.
+
+        Examples
+        --------
+        >>> from cellgen import ReferenceVAE
+        >>> from cellgen.datasets import make_cells
+        >>> X, y, meta = make_cells(64, shape=(16, 16), random_state=0)
+        >>> vae = ReferenceVAE(4, widths=(8, 16), max_epochs=2, random_state=0).fit(X[:, :2])
+        >>> vae.encoder_features(X[:, :2]).shape  # 2 * (8 + 16)
+        (64, 48)
+        """
+        X = self._check_X(X)
+        blocks = self._check_blocks(blocks)
+        return self._run(
+            lambda x: self._flip_average(lambda v: self.module_.pooled_features(v, blocks), x),
+            [X])
+
+    def _check_blocks(self, blocks):
+        n = len(tuple(self.widths))
+        if isinstance(blocks, (int, np.integer)) and not isinstance(blocks, bool):
+            blocks = (blocks,)
+        try:
+            blocks = tuple(blocks)
+        except TypeError:
+            raise TypeError(f"blocks must be a sequence of integers, got {blocks!r}.") from None
+        if not blocks or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool)
+                                 for b in blocks):
+            raise ValueError(f"blocks must be a non-empty sequence of integers, got {blocks!r}.")
+        if any(not -n <= b < n for b in blocks):
+            raise ValueError(f"blocks {blocks} name a block that does not exist: the encoder "
+                             f"has {n} blocks (widths={tuple(self.widths)}), indices "
+                             f"{-n}..{n - 1}.")
+        positive = [int(b) % n for b in blocks]
+        if len(set(positive)) != len(positive):
+            raise ValueError(f"blocks {blocks} repeat a block.")
+        return tuple(positive)
+
     def inverse_transform(self, Z):
         """Decode latent vectors to images (the decoder mean).
 

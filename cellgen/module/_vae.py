@@ -207,6 +207,20 @@ class VAE(_BaseVAE):
         """Return the decoder mean image for latent vectors ``z``."""
         return self._unpad(self.decoder(z))
 
+    def pooled_features(self, x, blocks=(-2, -1)):
+        """Spatial mean and SD of every channel of the chosen encoder blocks.
+
+        Returns a ``(n, 2 * sum(widths[b] for b in blocks))`` tensor: for each
+        block in order, its channel means, then its channel SDs (population SD).
+        """
+        maps = self.encoder.block_outputs(self._pad(x))
+        out = []
+        for b in blocks:
+            h = maps[b].float()
+            dims = tuple(range(2, h.dim()))
+            out += [h.mean(dims), h.std(dims, correction=0)]
+        return torch.cat(out, 1)
+
     def forward(self, x):
         """Encode, draw one ``z`` and decode; returns ``(x_hat, mu, logvar)``."""
         mu, logvar = self.encode(x)

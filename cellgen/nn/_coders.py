@@ -77,9 +77,12 @@ class Encoder(nn.Module):
         self.fc_mu = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
         self.fc_logvar = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
 
-    def forward(self, x, reference_levels=None, label=None):
-        """Encode ``x``; ``reference_levels[i + 1]`` conditions block ``i``."""
-        h = x
+    def block_outputs(self, x, reference_levels=None, label=None):
+        """Return the feature map after every residual block, finest first.
+
+        ``reference_levels[i + 1]`` conditions block ``i``.
+        """
+        h, maps = x, []
         for i, block in enumerate(self.blocks):
             cond = (
                 self.conds[i](None if reference_levels is None else reference_levels[i + 1], label)
@@ -87,7 +90,12 @@ class Encoder(nn.Module):
                 else None
             )
             h = block(h, cond)
-        h = h.flatten(1)
+            maps.append(h)
+        return maps
+
+    def forward(self, x, reference_levels=None, label=None):
+        """Encode ``x``; ``reference_levels[i + 1]`` conditions block ``i``."""
+        h = self.block_outputs(x, reference_levels, label)[-1].flatten(1)
         return self.fc_mu(h), self.fc_logvar(h)
 
 
