@@ -73,3 +73,31 @@ def test_bench_training_quick(tmp_path):
     if known:
         warnings.warn("known problems (every other setting passed): "
                       + "; ".join(sorted(set(known))), stacklevel=1)
+
+
+@pytest.mark.slow
+def test_bench_profiling_tiny_run(tmp_path):
+    from .conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "bbbc021").is_dir():
+        pytest.skip("the BBBC021 cells are not available")
+    out = tmp_path / "p.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_profiling.py"),
+         "--data-dir", str(SHARED_DATA), "--epochs", "1", "--seeds", "0",
+         "--widths", "8,16,32,64", "--n-latent", "8", "--out", str(out)],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]
+    methods = {r["method"] for r in rows}
+    assert methods == {"pixel PCA", "ImageFeatures", "pixel PCA (aligned input)",
+                       "ImageFeatures (aligned input)", "cellgen latent",
+                       "cellgen encoder features"}
+    # 2 aggregates x 2 whitenings per method; the features are the last two blocks.
+    assert len(rows) == 4 * len(methods)
+    assert {r["n_features"] for r in rows if r["method"] == "cellgen encoder features"} == {
+        2 * (32 + 64)}
+    # 103 treatments; accuracies are fractions that one treatment moves by about 1%.
+    assert all(r["n_treatments"] == 103 and 0 <= r["NSC"] <= 1 for r in rows)
+    assert "NSC mean (min-max)" in proc.stdout
