@@ -143,8 +143,8 @@ def test_a_missing_file_is_found_before_any_work(reference2d, collection, tmp_pa
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(method="embed"), ValueError, r"method='embed'.*\['encode', 'score_samples', "
-                                       r"'transform'\]"),
+    (dict(method="embed"), ValueError, r"method='embed'.*\['encode', 'encoder_features', "
+                                       r"'score_samples', 'transform'\]"),
     (dict(method="fit"), ValueError, r"method='fit'.*choose one of"),
     (dict(method=len), TypeError, r"method must be the name of a method"),
     (dict(chunk_size=0), ValueError, r"chunk_size must be at least 1, got 0"),
