@@ -291,6 +291,53 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
             lambda s, r, c: self._flip_average(lambda *t: self.module_.encode(*t)[0], s, r, c),
             self._inputs(X, structures), dtypes=_DTYPES)
 
+    def encoder_features(self, X, structures=None, blocks=(-2, -1)):
+        """Profile structures by the pooled feature maps of the conditional encoder.
+
+        For each chosen residual block of the encoder (which sees the structure
+        channel with the reference image and label injected at every block), the
+        spatial mean and standard deviation of each of its channels; averaged
+        over a cell's four Y/X flips with ``augment="flips"``. See
+        :meth:`ReferenceVAE.encoder_features`; standardize before distances.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required).
+        blocks : sequence of int, default=(-2, -1)
+            Encoder blocks to pool, as indices into ``widths`` (negative from the
+            coarsest); the default takes the last two.
+
+        Returns
+        -------
+        F : ndarray of shape (n_cells, 2 * sum(widths[b] for b in blocks))
+            For each block in the order given, the means of its channels, then
+            their standard deviations.
+
+        Raises
+        ------
+        ValueError
+            If ``blocks`` is empty, repeats a block or names one that does not
+            exist, or a label was not seen in ``fit``.
+
+        Examples
+        --------
+        >>> from cellgen import ConditionalStructureVAE
+        >>> from cellgen.datasets import make_cells
+        >>> X, y, meta = make_cells(64, shape=(16, 16), random_state=0)
+        >>> cvae = ConditionalStructureVAE(4, widths=(8, 16), max_epochs=2,
+        ...                                random_state=0).fit(X, y)
+        >>> cvae.encoder_features(X, structures=y, blocks=[-1]).shape
+        (64, 32)
+        """
+        blocks = self._check_blocks(blocks)
+        return self._run(
+            lambda s, r, c: self._flip_average(
+                lambda *t: self.module_.pooled_features(*t, blocks), s, r, c),
+            self._inputs(X, structures), dtypes=_DTYPES)
+
     def encode(self, X, structures=None):
         """Conditional posterior mean and log-variance of each cell.
 

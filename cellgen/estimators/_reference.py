@@ -245,26 +245,6 @@ class ReferenceVAE(_BaseVAEEstimator):
             lambda x: self._flip_average(lambda v: self.module_.pooled_features(v, blocks), x),
             [X])
 
-    def _check_blocks(self, blocks):
-        n = len(tuple(self.widths))
-        if isinstance(blocks, (int, np.integer)) and not isinstance(blocks, bool):
-            blocks = (blocks,)
-        try:
-            blocks = tuple(blocks)
-        except TypeError:
-            raise TypeError(f"blocks must be a sequence of integers, got {blocks!r}.") from None
-        if not blocks or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool)
-                                 for b in blocks):
-            raise ValueError(f"blocks must be a non-empty sequence of integers, got {blocks!r}.")
-        if any(not -n <= b < n for b in blocks):
-            raise ValueError(f"blocks {blocks} name a block that does not exist: the encoder "
-                             f"has {n} blocks (widths={tuple(self.widths)}), indices "
-                             f"{-n}..{n - 1}.")
-        positive = [int(b) % n for b in blocks]
-        if len(set(positive)) != len(positive):
-            raise ValueError(f"blocks {blocks} repeat a block.")
-        return tuple(positive)
-
     def inverse_transform(self, Z):
         """Decode latent vectors to images (the decoder mean).
 

@@ -189,6 +189,46 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
                                                    structures=structures)
         return np.hstack([z_ref, z_struct])
 
+    def encoder_features(self, X, structures=None, blocks=(-2, -1)):
+        """Profile cells by the pooled encoder feature maps of both models.
+
+        ``[reference features, structure features]``: the output of
+        :meth:`ReferenceVAE.encoder_features` on the reference channels beside
+        that of :meth:`ConditionalStructureVAE.encoder_features` on the
+        structure channel, the same ``blocks`` for both. Standardize before
+        distances.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Images with the channels and shape seen in ``fit``.
+        structures : array-like of shape (n_cells,) or a single label
+            Structure label of each cell (required for the structure part).
+        blocks : sequence of int, default=(-2, -1)
+            Encoder blocks to pool in each model, as indices into its ``widths``.
+
+        Returns
+        -------
+        F : ndarray of shape (n_cells, n_reference_features + n_structure_features)
+            Reference features, then structure features.
+
+        Examples
+        --------
+        >>> from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+        >>> from cellgen.datasets import make_cells
+        >>> X, y, meta = make_cells(64, shape=(16, 16), random_state=0)
+        >>> small = dict(n_latent=4, widths=(8, 16), max_epochs=2, random_state=0)
+        >>> sc = StatisticalCell(ReferenceVAE(**small), ConditionalStructureVAE(**small))
+        >>> sc.fit(X, y).encoder_features(X, structures=y).shape  # 2 * 2 * (8 + 16)
+        (64, 96)
+        """
+        X = self._check_full(X)
+        f_ref = self.reference_model_.encoder_features(
+            channel_view(X, self.reference_channels_), blocks=blocks)
+        f_struct = self.structure_model_.encoder_features(
+            self._conditional_input(X), structures=structures, blocks=blocks)
+        return np.hstack([f_ref, f_struct])
+
     def save(self, path, *, overwrite=False):
         """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
 

@@ -88,6 +88,16 @@ def _sse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).pow(2).flatten(1).sum(1)
 
 
+def _pool(maps, blocks):
+    """``(n, 2 * sum(widths[b]))``: per block in order, channel means then population SDs."""
+    out = []
+    for b in blocks:
+        h = maps[b].float()
+        dims = tuple(range(2, h.dim()))
+        out += [h.mean(dims), h.std(dims, correction=0)]
+    return torch.cat(out, 1)
+
+
 class _BaseVAE(nn.Module):
     """Shared padding, reparameterization, loss and K-sample ELBO."""
 
@@ -208,18 +218,8 @@ class VAE(_BaseVAE):
         return self._unpad(self.decoder(z))
 
     def pooled_features(self, x, blocks=(-2, -1)):
-        """Spatial mean and SD of every channel of the chosen encoder blocks.
-
-        Returns a ``(n, 2 * sum(widths[b] for b in blocks))`` tensor: for each
-        block in order, its channel means, then its channel SDs (population SD).
-        """
-        maps = self.encoder.block_outputs(self._pad(x))
-        out = []
-        for b in blocks:
-            h = maps[b].float()
-            dims = tuple(range(2, h.dim()))
-            out += [h.mean(dims), h.std(dims, correction=0)]
-        return torch.cat(out, 1)
+        """Spatial mean and SD of every channel of the chosen encoder blocks."""
+        return _pool(self.encoder.block_outputs(self._pad(x)), blocks)
 
     def forward(self, x):
         """Encode, draw one ``z`` and decode; returns ``(x_hat, mu, logvar)``."""
@@ -287,6 +287,11 @@ class ConditionalVAE(_BaseVAE):
         """Return the conditional posterior mean and log-variance."""
         levels, onehot = self._condition(reference, label)
         return self.encoder(self._pad(x), levels, onehot)
+
+    def pooled_features(self, x, reference, label, blocks=(-2, -1)):
+        """Spatial mean and SD of every channel of the chosen encoder blocks."""
+        levels, onehot = self._condition(reference, label)
+        return _pool(self.encoder.block_outputs(self._pad(x), levels, onehot), blocks)
 
     def decode(self, z, reference, label):
         """Return the structure image decoded from ``z`` in the given cells."""
