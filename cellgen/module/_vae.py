@@ -88,11 +88,11 @@ def _sse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).pow(2).flatten(1).sum(1)
 
 
-def _pool(maps, blocks):
-    """``(n, 2 * sum(widths[b]))``: per block in order, channel means then population SDs."""
+def _pool(maps):
+    """``(n, 2 * sum(channels))``: per map in order, channel means then population SDs."""
     out = []
-    for b in blocks:
-        h = maps[b].float()
+    for h in maps:
+        h = h.float()
         dims = tuple(range(2, h.dim()))
         out += [h.mean(dims), h.std(dims, correction=0)]
     return torch.cat(out, 1)
@@ -219,7 +219,7 @@ class VAE(_BaseVAE):
 
     def pooled_features(self, x, blocks=(-2, -1)):
         """Spatial mean and SD of every channel of the chosen encoder blocks."""
-        return _pool(self.encoder.block_outputs(self._pad(x)), blocks)
+        return _pool(self.encoder.block_outputs(self._pad(x), blocks=blocks))
 
     def forward(self, x):
         """Encode, draw one ``z`` and decode; returns ``(x_hat, mu, logvar)``."""
@@ -291,7 +291,7 @@ class ConditionalVAE(_BaseVAE):
     def pooled_features(self, x, reference, label, blocks=(-2, -1)):
         """Spatial mean and SD of every channel of the chosen encoder blocks."""
         levels, onehot = self._condition(reference, label)
-        return _pool(self.encoder.block_outputs(self._pad(x), levels, onehot), blocks)
+        return _pool(self.encoder.block_outputs(self._pad(x), levels, onehot, blocks=blocks))
 
     def decode(self, z, reference, label):
         """Return the structure image decoded from ``z`` in the given cells."""

@@ -77,12 +77,22 @@ class Encoder(nn.Module):
         self.fc_mu = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
         self.fc_logvar = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
 
-    def block_outputs(self, x, reference_levels=None, label=None):
-        """Return the feature map after every residual block, finest first.
+    def block_outputs(self, x, reference_levels=None, label=None, blocks=None):
+        """Return the feature maps after the given blocks (all by default).
 
+        ``blocks`` holds block indices (negative from the coarsest); the maps come
+        back in that order. Only those maps are kept alive, so asking for the
+        coarse blocks costs no more memory than encoding.
         ``reference_levels[i + 1]`` conditions block ``i``.
         """
-        h, maps = x, []
+        n = len(self.blocks)
+        wanted = list(range(n)) if blocks is None else [int(b) % n for b in blocks]
+        kept = {}
+        self._trunk(x, reference_levels, label, keep=set(wanted), into=kept)
+        return [kept[b] for b in wanted]
+
+    def _trunk(self, x, reference_levels, label, keep=(), into=None):
+        h = x
         for i, block in enumerate(self.blocks):
             cond = (
                 self.conds[i](None if reference_levels is None else reference_levels[i + 1], label)
@@ -90,12 +100,13 @@ class Encoder(nn.Module):
                 else None
             )
             h = block(h, cond)
-            maps.append(h)
-        return maps
+            if i in keep:
+                into[i] = h
+        return h
 
     def forward(self, x, reference_levels=None, label=None):
         """Encode ``x``; ``reference_levels[i + 1]`` conditions block ``i``."""
-        h = self.block_outputs(x, reference_levels, label)[-1].flatten(1)
+        h = self._trunk(x, reference_levels, label).flatten(1)
         return self.fc_mu(h), self.fc_logvar(h)
 
 
