@@ -130,6 +130,42 @@ def test_coupling_errors(conditional2d, cells2d):
         structure_coupling(conditional2d, X, y, n_swaps=0)
 
 
+def test_beta_weights_the_two_elbo_terms(conditional2d, few):
+    X, y = few
+    kw = dict(reference_names=NAMES, n_swaps=2, random_state=0)
+    plain = structure_coupling(conditional2d, X, y, **kw)
+    rec_only = structure_coupling(conditional2d, X, y, beta=0.0, **kw)
+    kl_only = structure_coupling(conditional2d, X, y, beta=1.0, **kw)
+    # Eq. 3 at beta 0 and 1 keeps one term each; together they are the plain ELBO.
+    np.testing.assert_allclose(rec_only["elbo"] + kl_only["elbo"], plain["elbo"], rtol=1e-5)
+    np.testing.assert_allclose(rec_only["elbo_swapped"] + kl_only["elbo_swapped"],
+                               plain["elbo_swapped"], rtol=1e-5)
+    # The KL term read off the posterior, independently of cellgen's arithmetic.
+    mu, logvar = conditional2d.encode(X, y)
+    posterior = torch.distributions.Normal(torch.as_tensor(mu, dtype=torch.float64),
+                                           torch.as_tensor(logvar, dtype=torch.float64).mul(0.5).exp())
+    prior = torch.distributions.Normal(0.0, 1.0)
+    kl = torch.distributions.kl_divergence(posterior, prior).sum(1).numpy()
+    own = kl_only[kl_only["reference"] == "DNA"].sort_values("cell")["elbo"]
+    np.testing.assert_allclose(own, -kl, rtol=1e-5)
+    # beta = 0.5 halves both ELBOs, so the ratio is the plain one.
+    half = structure_coupling(conditional2d, X, y, beta=0.5, **kw)
+    np.testing.assert_allclose(half["coupling"], plain["coupling"], rtol=1e-6)
+    model_beta = structure_coupling(conditional2d, X, y, beta="model", **kw)
+    given = structure_coupling(conditional2d, X, y, beta=conditional2d.beta, **kw)
+    pd.testing.assert_frame_equal(model_beta, given)
+    assert not np.allclose(rec_only["coupling"], kl_only["coupling"])
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5, "paper", True, float("nan")])
+def test_beta_must_be_none_model_or_in_unit_interval(conditional2d, few, beta):
+    X, y = few
+    with pytest.raises(ValueError, match="beta must be None, \"model\" or a number in \\[0, 1\\]"):
+        structure_coupling(conditional2d, X, y, n_swaps=1, beta=beta)
+    with pytest.raises(ValueError, match="beta must be"):
+        StructureCoupling(conditional2d, beta=beta).fit(X)
+
+
 # ---------------------------------------------------------------- Eq. 5 arithmetic
 def _hand_made():
     # Two structures, membrane-coupled "m" (c_m < 1) and nucleus-coupled "n".
@@ -192,6 +228,10 @@ def test_structure_coupling_transformer(conditional2d, few):
                                random_state=0)
     assert C.shape == (len(X), 2)
     np.testing.assert_allclose(C[:, 1], frame[frame.reference == "DNA"]["coupling"])
+    weighted = StructureCoupling(conditional2d, n_swaps=2, random_state=0, beta=0.0).fit(X)
+    rec_only = structure_coupling(conditional2d, X, y, n_swaps=2, random_state=0, beta=0.0)
+    np.testing.assert_allclose(weighted.transform(X, structures=y)[:, 1],
+                               rec_only[rec_only.reference == "ref1"]["coupling"])
     out = sc.set_output(transform="pandas").transform(X, structures=y)
     assert list(out.columns) == ["coupling_membrane", "coupling_DNA"]
     with pytest.raises(NotFittedError):

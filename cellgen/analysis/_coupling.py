@@ -23,7 +23,7 @@ more coupled): compare ``d`` with ``-differential_coupling`` there.
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from ..utils import check_images, check_labels
+from ._latent import posterior_kl
 
 __all__ = ["structure_coupling", "differential_coupling", "StructureCoupling"]
 
@@ -103,8 +104,30 @@ def _swap_partners(structures, n_swaps, random_state=None, groups=None):
     return partners
 
 
+def _check_beta(beta, scorer):
+    """``None`` or the weight of the KL term in Eq. 3, ``"model"`` read off the scorer."""
+    if beta is None:
+        return None
+    if isinstance(beta, str) and beta == "model":
+        beta = getattr(scorer, "beta", None)
+    if isinstance(beta, bool) or not isinstance(beta, Real) or not 0.0 <= beta <= 1.0:
+        raise ValueError(f'beta must be None, "model" or a number in [0, 1], got {beta!r}.')
+    return float(beta)
+
+
+def _elbo(scorer, X, labels, beta):
+    """Per-cell conditional ELBO; with ``beta``, Eq. 3's weighted version."""
+    elbo = scorer.score_samples(X, structures=labels)
+    if beta is None:
+        return elbo
+    # score_samples is -(reconstruction + KL); the posterior gives the KL part.
+    mu, logvar = scorer.encode(X, structures=labels)
+    kl = posterior_kl(mu, logvar).sum(axis=1)
+    return -((1.0 - beta) * (-elbo - kl) + beta * kl)
+
+
 def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10,
-                       groups=None, random_state=None, return_partners=False):
+                       groups=None, beta=None, random_state=None, return_partners=False):
     """Coupling of each cell's structure to each reference channel (the paper's Eq. 4).
 
     For cell ``i`` and reference channel ``r``, channel ``r`` of ``i`` is
@@ -141,6 +164,13 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         mitotic cell's DNA may be replaced by an interphase nucleus, which
         measures how the structure depends on the phase the DNA reveals as
         much as its coupling within the phase. ``None`` follows Eq. 4.
+    beta : None, "model" or float in [0, 1], default=None
+        Which ELBO the ratio is taken of, the same in numerator and denominator.
+        ``None``: the unweighted ELBO ``-(reconstruction + KL)``, the bound on
+        ``log p(x_s | x_r, label)`` that ``score_samples`` returns. A float:
+        the paper's Eq. 3, ``-((1 - beta) * reconstruction + beta * KL)``;
+        ``"model"`` takes the fitted model's own ``beta``, Eq. 4 read
+        literally. ``beta=0.5`` gives the same ratios as ``None``.
     random_state : int, RandomState instance or None, default=None
         Seeds the choice of partners.
     return_partners : bool, default=False
@@ -151,8 +181,8 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     coupling : pandas.DataFrame
         One row per (cell, reference channel) with columns ``cell`` (row of
         ``X``), ``structure``, ``reference``, ``elbo`` (the cell's own
-        conditional ELBO), ``elbo_swapped`` (mean over the swaps) and
-        ``coupling`` (their ratio).
+        conditional ELBO, weighted by ``beta`` when given), ``elbo_swapped``
+        (mean over the swaps) and ``coupling`` (their ratio).
     partners : ndarray of shape (n_cells, n_swaps)
         Row indices of the partner cells, the same for every reference
         channel; only with ``return_partners=True``.
@@ -162,8 +192,9 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     NotFittedError
         If ``model`` is not fitted.
     ValueError
-        If a structure is tagged in a single cell, or ``reference_names``
-        does not match the reference channels.
+        If a structure is tagged in a single cell, ``reference_names`` does
+        not match the reference channels, or ``beta`` is not None, "model" or
+        a number in [0, 1].
 
     See Also
     --------
@@ -195,6 +226,7 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     if not isinstance(n_swaps, Integral) or isinstance(n_swaps, bool) or n_swaps < 1:
         raise ValueError(f"n_swaps must be a positive integer, got {n_swaps!r}.")
     names = _reference_names(reference_names, ref_channels)
+    beta = _check_beta(beta, scorer)
     X = check_images(X)
     labels = check_labels(structures, X.shape[0], name="structures")
     if groups is not None:
@@ -205,7 +237,7 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     partners = _swap_partners(labels, int(n_swaps), random_state, groups)
     Xc = X if take is None else X[:, take]
 
-    elbo = scorer.score_samples(Xc, structures=labels)
+    elbo = _elbo(scorer, Xc, labels, beta)
     frames = []
     for name, pos in zip(names, ref_pos):
         swapped = np.empty((X.shape[0], n_swaps))
@@ -213,7 +245,7 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         for k in range(n_swaps):
             # One batch per swap round, all cells at once, in the unswapped layout.
             Xs[:, pos] = Xc[partners[:, k], pos]
-            swapped[:, k] = scorer.score_samples(Xs, structures=labels)
+            swapped[:, k] = _elbo(scorer, Xs, labels, beta)
         elbo_swapped = swapped.mean(axis=1)
         frames.append(pd.DataFrame({
             "cell": np.arange(X.shape[0]), "structure": labels, "reference": name,
@@ -342,6 +374,8 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         Seeds the choice of partners.
     reference_names : sequence of str or None, default=None
         Names of the reference channels; ``None`` gives ``"ref<channel>"``.
+    beta : None, "model" or float in [0, 1], default=None
+        Which ELBO the ratio is taken of; see :func:`structure_coupling`.
 
     Attributes
     ----------
@@ -370,11 +404,13 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
     ['coupling_membrane', 'coupling_DNA']
     """
 
-    def __init__(self, model, *, n_swaps=10, random_state=None, reference_names=None):
+    def __init__(self, model, *, n_swaps=10, random_state=None, reference_names=None,
+                 beta=None):
         self.model = model
         self.n_swaps = n_swaps
         self.random_state = random_state
         self.reference_names = reference_names
+        self.beta = beta
 
     def fit(self, X, y=None):
         """Check that the model is fitted and record the reference channel names.
@@ -392,7 +428,8 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         check_images(X)
-        _, _, _, ref_channels = _resolve_model(self.model)
+        scorer, _, _, ref_channels = _resolve_model(self.model)
+        _check_beta(self.beta, scorer)
         self.reference_names_ = _reference_names(self.reference_names, ref_channels)
         self.n_features_out_ = len(self.reference_names_)
         return self
@@ -417,7 +454,8 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
                                  "'fit' first.")
         frame = structure_coupling(self.model, X, structures,
                                    reference_names=self.reference_names_,
-                                   n_swaps=self.n_swaps, random_state=self.random_state)
+                                   n_swaps=self.n_swaps, beta=self.beta,
+                                   random_state=self.random_state)
         wide = frame.pivot(index="cell", columns="reference", values="coupling")
         return wide[self.reference_names_].to_numpy()
 

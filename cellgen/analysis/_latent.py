@@ -18,6 +18,12 @@ __all__ = ["rank_latent_dimensions", "latent_walk", "latent_feature_correlations
            "beta_sweep"]
 
 
+def posterior_kl(mu, logvar):
+    """KL divergence of each diagonal-Gaussian posterior dimension from N(0, 1), in float64."""
+    mu, logvar = np.asarray(mu, dtype=float), np.asarray(logvar, dtype=float)
+    return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)
+
+
 def rank_latent_dimensions(mu, logvar=None, *, feature_names=None, threshold=0.1):
     """Rank latent dimensions by mean absolute deviation of the posterior means.
 
@@ -68,7 +74,7 @@ def rank_latent_dimensions(mu, logvar=None, *, feature_names=None, threshold=0.1
         logvar = np.asarray(logvar, dtype=float)
         if logvar.shape != mu.shape:
             raise ValueError(f"logvar has shape {logvar.shape} but mu has shape {mu.shape}.")
-        kl = (0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)).mean(0)
+        kl = posterior_kl(mu, logvar).mean(0)
     names = (np.asarray(feature_names, dtype=object) if feature_names is not None
              else np.asarray([str(i) for i in range(mu.shape[1])], dtype=object))
     if len(names) != mu.shape[1]:
@@ -318,7 +324,7 @@ def beta_sweep(estimator, X_train, X_test, betas, *, fit_params=None, score_para
         model.fit(X_train, **fit_params)
         seconds = time.perf_counter() - start
         mu, logvar = model.encode(X_test, **score_params)
-        kl = 0.5 * (mu.astype(float) ** 2 + np.exp(logvar) - 1.0 - logvar)
+        kl = posterior_kl(mu, logvar)
         rate = kl.sum(axis=1)
         elbo = model.score_samples(X_test, **score_params)
         rows.append({
