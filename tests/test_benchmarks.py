@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +102,23 @@ def test_bench_profiling_tiny_run(tmp_path):
     # 103 treatments; accuracies are fractions that one treatment moves by about 1%.
     assert all(r["n_treatments"] == 103 and 0 <= r["NSC"] <= 1 for r in rows)
     assert "NSC mean (min-max)" in proc.stdout
+
+
+def test_bench_coupling_oracle_small_run(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_coupling_oracle.py"),
+         "--size", "24", "--n-cells", "12", "--renders", "6", "--n-swaps", "2",
+         "--out", str(tmp_path)],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "coupling_oracle.csv").set_index(
+        ["structure", "cell_cycle_phase"])
+    assert len(table) == 20
+    # A band at fixed depth inside the membrane: an ideal model loses most of its fit
+    # when the membrane is swapped and nothing when the nucleus is.
+    periphery = table.loc[("cell_periphery", "interphase")]
+    assert periphery["oracle_membrane"] > 0.8 and abs(periphery["oracle_nucleus"]) < 0.2
+    envelope = table.loc[("nuclear_envelope", "interphase")]
+    assert envelope["oracle_nucleus"] > 0.8 and abs(envelope["oracle_membrane"]) < 0.2
+    assert "Spearman rho, ground truth vs oracle strength" in proc.stdout
