@@ -11,13 +11,14 @@ NUCLEAR = ["nuclear_envelope", "nucleoli"]
 MEMBRANE = ["cell_periphery", "edge_dots"]
 
 
-@pytest.fixture(scope="module")
-def fitted():
+@pytest.fixture(scope="module", params=["linear", "convolutional"])
+def fitted(request):
     kw = dict(shape=(32, 32), structures=NUCLEAR + MEMBRANE, mitosis_fraction=0.0)
     X, y, _ = make_cells(800, random_state=0, **kw)
     Xt, _, _ = make_cells(60, random_state=1, **kw)
     model = ConditionalStructureVAE(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=1e-3,
-                                    max_epochs=25, device="cpu", random_state=0).fit(X, y)
+                                    max_epochs=25, device="cpu", random_state=0,
+                                    conditioning=request.param).fit(X, y)
     return model, Xt
 
 

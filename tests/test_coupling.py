@@ -263,7 +263,8 @@ KNOWN = ["nuclear_envelope", "cell_periphery", "control_dna", "control_membrane"
          "control_blank"]
 
 
-def test_known_answer_signs():
+@pytest.mark.parametrize("conditioning", ["linear", "convolutional"])
+def test_known_answer_signs(conditioning):
     """A briefly trained model recovers which channel each structure follows.
 
     Eq. 4 couplings are ELBO ratios below 1 when coupled, so Eq. 5 is negative
@@ -274,7 +275,8 @@ def test_known_answer_signs():
                             random_state=0)
     model = ConditionalStructureVAE(n_latent=16, widths=(16, 32, 64), beta=0.05, lr=3e-3,
                                     max_epochs=25, batch_size=32, n_elbo_samples=4,
-                                    device="cpu", random_state=0).fit(X, y)
+                                    device="cpu", random_state=0,
+                                    conditioning=conditioning).fit(X, y)
     c = structure_coupling(model, X, y, reference_names=NAMES, n_swaps=4, random_state=0)
     d = differential_coupling(c).set_index("structure")
     truth = structure_ground_truth()

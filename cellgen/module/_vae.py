@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn import Decoder, Encoder, downsample_pyramid
+from ..nn import Decoder, Encoder, ReferencePyramid, downsample_pyramid
 
 __all__ = ["LossOutput", "VAE", "ConditionalVAE", "gaussian_kl"]
 
@@ -232,11 +232,17 @@ class VAE(_BaseVAE):
         return self._elbo_k(x, mu, logvar, self.decode, n_samples)
 
 
+_CONDITIONINGS = ("linear", "convolutional")
+
+
 class ConditionalVAE(_BaseVAE):
     """Conditional β-VAE of a structure channel given reference image and label.
 
-    The reference image (resized to each block's resolution) and the one-hot
-    structure label are injected at every block of encoder and decoder.
+    The reference and the one-hot structure label are injected at every block
+    of encoder and decoder. With ``conditioning="linear"`` (the paper's) the
+    reference is the image resized to each block's resolution; with
+    ``"convolutional"`` it is the output of a :class:`~cellgen.nn.ReferencePyramid`
+    at that resolution, and the label also scales it per channel.
 
     Parameters
     ----------
@@ -254,6 +260,8 @@ class ConditionalVAE(_BaseVAE):
         Latent dimension.
     spectral : bool, default=True
         Spectral normalization on every convolution and linear layer.
+    conditioning : {"linear", "convolutional"}, default="linear"
+        How the reference reaches each block (see above).
 
     Examples
     --------
@@ -267,19 +275,33 @@ class ConditionalVAE(_BaseVAE):
     """
 
     def __init__(self, in_channels, reference_channels, n_labels, spatial_shape,
-                 widths=(32, 64, 128, 256, 512), n_latent=512, spectral=True):
+                 widths=(32, 64, 128, 256, 512), n_latent=512, spectral=True,
+                 conditioning="linear"):
         super().__init__(spatial_shape, widths, n_latent)
         if int(n_labels) < 1 or int(reference_channels) < 1:
             raise ValueError("a conditional VAE needs at least one reference channel and label.")
+        if conditioning not in _CONDITIONINGS:
+            raise ValueError(
+                f"conditioning must be one of {_CONDITIONINGS}, got {conditioning!r}."
+            )
         self.in_channels = int(in_channels)
         self.n_labels = int(n_labels)
         self.depth = len(tuple(widths))
-        kw = dict(reference_channels=reference_channels, n_labels=n_labels, spectral=spectral)
+        self.conditioning = conditioning
+        self.pyramid = None
+        if conditioning == "convolutional":
+            self.pyramid = ReferencePyramid(
+                reference_channels, widths, len(self.spatial_shape), spectral)
+            reference_channels = self.pyramid.channels
+        kw = dict(reference_channels=reference_channels, n_labels=n_labels, spectral=spectral,
+                  modulate=conditioning == "convolutional")
         self.encoder = Encoder(in_channels, self.padded_shape, widths, n_latent, **kw)
         self.decoder = Decoder(in_channels, self.padded_shape, widths, n_latent, **kw)
 
     def _condition(self, reference, label):
-        levels = downsample_pyramid(self._pad(reference), self.depth)
+        reference = self._pad(reference)
+        levels = (downsample_pyramid(reference, self.depth) if self.pyramid is None
+                  else self.pyramid(reference))
         onehot = F.one_hot(label.long(), self.n_labels).to(reference.dtype)
         return levels, onehot
 

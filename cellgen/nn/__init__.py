@@ -2,6 +2,7 @@
 
 from ._blocks import (
     Conditioning,
+    ReferencePyramid,
     ResidualDown,
     ResidualUp,
     downsample_pyramid,
@@ -13,6 +14,7 @@ __all__ = [
     "ResidualDown",
     "ResidualUp",
     "Conditioning",
+    "ReferencePyramid",
     "Encoder",
     "Decoder",
     "maybe_spectral_norm",

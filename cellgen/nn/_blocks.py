@@ -16,6 +16,7 @@ __all__ = [
     "ResidualDown",
     "ResidualUp",
     "Conditioning",
+    "ReferencePyramid",
     "maybe_spectral_norm",
     "downsample_pyramid",
 ]
@@ -228,10 +229,17 @@ class ResidualUp(nn.Module):
 class Conditioning(nn.Module):
     """Project the reference image and the structure label onto a block's channels.
 
-    The reference image, already resized to the block's resolution, goes
+    The reference image, already resized to the block's resolution (or the
+    reference features of :class:`ReferencePyramid` at that resolution), goes
     through a 1-wide convolution; the one-hot label goes through a 1-wide
     convolution on a single pixel (a linear map) and is added to every pixel.
     The sum is added to the block's output (paper, Fig. 7 and Table 3).
+
+    With ``modulate=True`` the label also scales every reference channel
+    before the projection, ``proj(ref * (1 + gamma(label))) + label_term``
+    (feature-wise linear modulation), so each structure can weigh the
+    features of each reference channel differently, down to ignoring them;
+    ``gamma`` starts at zero, so the layer starts as the additive one.
 
     Parameters
     ----------
@@ -245,6 +253,8 @@ class Conditioning(nn.Module):
         Number of spatial axes.
     spectral : bool, default=True
         Spectral normalization on both projections.
+    modulate : bool, default=False
+        Let the label scale each reference channel.
 
     Examples
     --------
@@ -255,7 +265,8 @@ class Conditioning(nn.Module):
     torch.Size([3, 8, 5, 5])
     """
 
-    def __init__(self, reference_channels, n_labels, out_channels, ndim, spectral=True):
+    def __init__(self, reference_channels, n_labels, out_channels, ndim, spectral=True,
+                 modulate=False):
         super().__init__()
         self.ndim = _check_ndim(ndim)
         self.reference = (
@@ -268,13 +279,104 @@ class Conditioning(nn.Module):
             if n_labels > 0
             else None
         )
+        self.gamma = None
+        if modulate and self.reference is not None and self.label is not None:
+            # Zero-initialized and not spectrally normalized (a zero matrix has
+            # no direction to normalize): training starts from the additive layer.
+            self.gamma = nn.Linear(n_labels, reference_channels, bias=False)
+            nn.init.zeros_(self.gamma.weight)
+
+    def _per_pixel(self, v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(*v.shape, *([1] * self.ndim))
 
     def forward(self, reference: torch.Tensor | None, label: torch.Tensor | None) -> torch.Tensor:
         """Return the additive conditioning term for one block."""
         out = 0
         if self.reference is not None:
+            if self.gamma is not None:
+                reference = reference * (1 + self._per_pixel(self.gamma(label)))
             out = self.reference(reference)
         if self.label is not None:
-            lab = self.label(label)
-            out = out + lab.reshape(*lab.shape, *([1] * self.ndim))
+            out = out + self._per_pixel(self.label(label))
         return out
+
+
+class _ChannelPyramid(nn.Module):
+    """Features of one reference channel: a 3-wide stem, then one down block per level."""
+
+    def __init__(self, widths, ndim, spectral):
+        super().__init__()
+        self.channels = [widths[0], *widths]
+        self.stem = maybe_spectral_norm(_CONV[ndim](1, widths[0], 3, 1, 1), spectral)
+        self.blocks = nn.ModuleList(
+            ResidualDown(self.channels[i], self.channels[i + 1], ndim, spectral)
+            for i in range(len(widths))
+        )
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x):
+        levels = [self.act(self.stem(x))]
+        for block in self.blocks:
+            levels.append(block(levels[-1]))
+        return levels
+
+
+class ReferencePyramid(nn.Module):
+    """Convolutional features of each reference channel at every resolution.
+
+    The paper conditions each block on the reference image resized to its
+    resolution, through a 1×1 convolution: a block sees the reference only
+    at the same place. This module computes features with growing receptive
+    fields, a 3-wide convolution at full resolution and then one
+    :class:`ResidualDown` block per halving, so a block can be told, for
+    example, whether a pixel lies inside the cell outline or near the nuclear
+    boundary. Each reference channel gets its own small pyramid and the
+    channels are not mixed here: a structure that follows only the membrane can
+    then be modelled from the membrane's features alone (with the label
+    scaling of :class:`Conditioning`), which keeps it indifferent to a DNA
+    channel from another cell when coupling is measured. The features are
+    computed once per cell and shared by the encoder and the decoder.
+
+    Parameters
+    ----------
+    reference_channels : int
+        Channels of the reference image.
+    widths : sequence of int
+        Total channels of the features after each halving, split evenly between
+        the reference channels (at least one each); the full-resolution
+        features have as many channels as the first halving.
+    ndim : {2, 3}
+        Number of spatial axes.
+    spectral : bool, default=True
+        Spectral normalization on every convolution.
+
+    Attributes
+    ----------
+    channels : list of int
+        Channels of each level, full resolution first; the first
+        ``channels[k] // reference_channels`` come from reference channel 0,
+        and so on.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cellgen.nn import ReferencePyramid
+    >>> pyramid = ReferencePyramid(2, (8, 16), ndim=2)
+    >>> [tuple(t.shape) for t in pyramid(torch.zeros(1, 2, 8, 8))]
+    [(1, 8, 8, 8), (1, 8, 4, 4), (1, 16, 2, 2)]
+    """
+
+    def __init__(self, reference_channels, widths, ndim, spectral=True):
+        super().__init__()
+        ndim = _check_ndim(ndim)
+        n = int(reference_channels)
+        if n < 1:
+            raise ValueError(f"reference_channels must be at least 1, got {reference_channels}.")
+        sub = [max(1, int(w) // n) for w in widths]
+        self.parts = nn.ModuleList(_ChannelPyramid(sub, ndim, spectral) for _ in range(n))
+        self.channels = [c * n for c in self.parts[0].channels]
+
+    def forward(self, reference: torch.Tensor) -> list[torch.Tensor]:
+        """Return ``len(widths) + 1`` feature maps, full resolution first."""
+        per_channel = [part(reference[:, i:i + 1]) for i, part in enumerate(self.parts)]
+        return [torch.cat(level, 1) for level in zip(*per_channel)]

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 from torch import nn
 
 from ._blocks import Conditioning, ResidualDown, ResidualUp, maybe_spectral_norm
 
 __all__ = ["Encoder", "Decoder"]
+
+
+def _level_channels(reference_channels, depth):
+    """Reference channels at each of the ``depth + 1`` levels, full resolution first."""
+    if isinstance(reference_channels, Integral):
+        return [int(reference_channels)] * (depth + 1)
+    chans = [int(c) for c in reference_channels]
+    if len(chans) != depth + 1:
+        raise ValueError(
+            f"reference_channels per level needs {depth + 1} entries (full resolution "
+            f"and one per block), got {len(chans)}."
+        )
+    return chans
 
 
 def _bottom_shape(spatial_shape, depth):
@@ -35,12 +49,16 @@ class Encoder(nn.Module):
         Output channels of each residual block; every block halves the image.
     n_latent : int
         Dimension of the latent space.
-    reference_channels : int, default=0
-        Channels of a conditioning reference image injected at every block.
+    reference_channels : int or sequence of int, default=0
+        Channels of a conditioning reference image injected at every block, or
+        of each level of reference features (full resolution first, one more
+        level than ``widths``) when they differ per level.
     n_labels : int, default=0
         Number of structure labels injected at every block.
     spectral : bool, default=True
         Spectral normalization on every convolution and linear layer.
+    modulate : bool, default=False
+        Let the label scale the reference term (see :class:`Conditioning`).
 
     Examples
     --------
@@ -60,18 +78,21 @@ class Encoder(nn.Module):
         reference_channels=0,
         n_labels=0,
         spectral=True,
+        modulate=False,
     ):
         super().__init__()
         ndim = len(spatial_shape)
         widths = list(widths)
         bottom = _bottom_shape(spatial_shape, len(widths))
+        ref_chans = _level_channels(reference_channels, len(widths))
         chans = [in_channels, *widths]
         self.blocks = nn.ModuleList(
             ResidualDown(chans[i], chans[i + 1], ndim, spectral) for i in range(len(widths))
         )
-        self.conditional = reference_channels > 0 or n_labels > 0
+        self.conditional = max(ref_chans) > 0 or n_labels > 0
         self.conds = nn.ModuleList(
-            Conditioning(reference_channels, n_labels, w, ndim, spectral) for w in widths
+            Conditioning(ref_chans[i + 1], n_labels, w, ndim, spectral, modulate)
+            for i, w in enumerate(widths)
         ) if self.conditional else None
         n_flat = widths[-1] * math.prod(bottom)
         self.fc_mu = maybe_spectral_norm(nn.Linear(n_flat, n_latent), spectral)
@@ -127,12 +148,16 @@ class Decoder(nn.Module):
         The encoder's widths (used in reverse).
     n_latent : int
         Dimension of the latent space.
-    reference_channels : int, default=0
-        Channels of a conditioning reference image injected at every block.
+    reference_channels : int or sequence of int, default=0
+        Channels of a conditioning reference image injected at every block, or
+        of each level of reference features (full resolution first, one more
+        level than ``widths``) when they differ per level.
     n_labels : int, default=0
         Number of structure labels injected at every block.
     spectral : bool, default=True
         Spectral normalization on every convolution and linear layer.
+    modulate : bool, default=False
+        Let the label scale the reference term (see :class:`Conditioning`).
 
     Examples
     --------
@@ -151,11 +176,13 @@ class Decoder(nn.Module):
         reference_channels=0,
         n_labels=0,
         spectral=True,
+        modulate=False,
     ):
         super().__init__()
         ndim = len(spatial_shape)
         widths = list(widths)
         self.depth = len(widths)
+        ref_chans = _level_channels(reference_channels, self.depth)
         self.bottom = _bottom_shape(spatial_shape, self.depth)
         self.top_channels = widths[-1]
         self.fc = maybe_spectral_norm(
@@ -166,9 +193,11 @@ class Decoder(nn.Module):
             ResidualUp(chans[i], chans[i + 1], ndim, final=i == self.depth - 1, spectral=spectral)
             for i in range(self.depth)
         )
-        self.conditional = reference_channels > 0 or n_labels > 0
+        self.conditional = max(ref_chans) > 0 or n_labels > 0
+        # Block i outputs at level depth - 1 - i.
         self.conds = nn.ModuleList(
-            Conditioning(reference_channels, n_labels, c, ndim, spectral) for c in chans[1:]
+            Conditioning(ref_chans[self.depth - 1 - i], n_labels, c, ndim, spectral, modulate)
+            for i, c in enumerate(chans[1:])
         ) if self.conditional else None
         self.act = nn.LeakyReLU(0.2)
 
