@@ -217,6 +217,97 @@ def test_differential_coupling_errors():
         differential_coupling(c.to_dict())
 
 
+# ---------------------------------------------------------------- several fits
+def test_several_models_score_each_on_shared_partners(conditional2d, statcell2d, few):
+    X, y = few
+    kw = dict(reference_names=NAMES, n_swaps=2, random_state=4)
+    both = structure_coupling([conditional2d, statcell2d], X, y, **kw)
+    assert list(both.columns) == ["model", "cell", "structure", "reference", "elbo",
+                                  "elbo_swapped", "coupling"]
+    # Each model's rows are exactly what that model gives alone with the same partners;
+    # a StatisticalCell (which reads its own channels) and a bare model mix.
+    for k, model in enumerate([conditional2d, statcell2d]):
+        alone = structure_coupling(model, X, y, **kw)
+        rows = both[both["model"] == k].drop(columns="model").reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows, alone)
+    # Two seeds of a model do not agree exactly, so the spread below is not trivially zero.
+    assert not np.allclose(both[both.model == 0]["coupling"], both[both.model == 1]["coupling"])
+
+
+def test_differential_coupling_over_models_averages_cells_and_reports_spread():
+    one = _hand_made()
+    other = one.assign(coupling=one["coupling"] * np.where(one["reference"] == "DNA", 0.5, 1.0))
+    two = pd.concat([one.assign(model=0), other.assign(model=1)], ignore_index=True)
+    d = differential_coupling(two).set_index("structure")
+    # The same as Eq. 5 on the per-cell mean coupling over the two models...
+    mean = one.assign(coupling=(one["coupling"] + other["coupling"]) / 2)
+    expected = differential_coupling(mean).set_index("structure")
+    for col in ("n_cells", "c_membrane", "c_nucleus", "differential_coupling", "sem"):
+        np.testing.assert_allclose(d[col], expected[col])
+    # ...plus how the two models' own d differ.
+    d0 = differential_coupling(one).set_index("structure")["differential_coupling"]
+    d1 = differential_coupling(other).set_index("structure")["differential_coupling"]
+    np.testing.assert_allclose(d["sd_between_models"], np.abs(d0 - d1) / np.sqrt(2))
+    assert (d["n_models"] == 2).all()
+    # Halving c_nucleus turns structure "m" (d0 < 0) nucleus-ward only if it crosses zero.
+    agree = (np.sign(d0) == np.sign(d["differential_coupling"])).astype(float) / 2 + (
+        np.sign(d1) == np.sign(d["differential_coupling"])).astype(float) / 2
+    np.testing.assert_allclose(d["sign_agreement"], agree)
+    assert set(d["sign_agreement"]) <= {0.0, 0.5, 1.0}
+
+
+def test_one_model_twice_has_no_spread(conditional2d, few):
+    X, y = few
+    kw = dict(reference_names=NAMES, n_swaps=2, random_state=0)
+    twice = differential_coupling(structure_coupling([conditional2d, conditional2d], X, y, **kw))
+    once = differential_coupling(structure_coupling(conditional2d, X, y, **kw))
+    np.testing.assert_allclose(twice["differential_coupling"], once["differential_coupling"])
+    np.testing.assert_allclose(twice["sd_between_models"], 0.0, atol=1e-12)
+    assert (twice["sign_agreement"] == 1.0).all()
+    assert "sd_between_models" not in once.columns
+
+
+def test_several_models_errors(conditional2d, cells2d):
+    X, y, _ = cells2d
+    with pytest.raises(ValueError, match="empty list"):
+        structure_coupling([], X, y)
+    with pytest.raises(NotFittedError):
+        structure_coupling([conditional2d, ConditionalStructureVAE()], X, y)
+    # The same channels in another order: a swap would move different channels.
+    other = ConditionalStructureVAE(reference_channels=[1, 0], structure_channel=2,
+                                    random_state=0, max_epochs=1, n_latent=2, widths=(8,),
+                                    batch_size=32).fit(X, y)
+    with pytest.raises(ValueError, match=r"model\[1\] reads reference channels \[1, 0\]"):
+        structure_coupling([conditional2d, other], X, y)
+    two = pd.concat([_hand_made().assign(model=k) for k in range(2)], ignore_index=True)
+    with pytest.raises(ValueError, match='must not hold "model"'):
+        differential_coupling(two, by=("structure", "model"))
+
+
+def test_transformer_and_plot_average_models(conditional2d, statcell2d, few):
+    X, y = few
+    kw = dict(n_swaps=2, random_state=1, reference_names=NAMES)
+    models = [conditional2d, statcell2d]
+    both = StructureCoupling(models, **kw).fit(X).transform(X, structures=y)
+    each = [StructureCoupling(m, **kw).fit(X).transform(X, structures=y) for m in models]
+    np.testing.assert_allclose(both, np.mean(each, axis=0))
+    frame = structure_coupling(models, X, y, **kw)
+    fig = plot_coupling(frame)
+    # One point per cell, at the mean over the models.
+    points = np.concatenate([c.get_offsets() for c in fig.axes[0].collections])
+    assert len(points) == len(X)
+    wide = frame.groupby(["cell", "reference"])["coupling"].mean().unstack()
+    np.testing.assert_allclose(np.sort(points[:, 0]), np.sort(wide["membrane"]), rtol=1e-6)
+    # The bars carry the spread between fits as a second error bar, ±1 SD long.
+    d = differential_coupling(frame)
+    fig = plot_differential_coupling(d)
+    spread = [c for c in fig.axes[0].containers if c.get_label() == "±1 SD between fits"]
+    assert len(spread) == 1
+    segments = spread[0].lines[2][0].get_segments()
+    lengths = np.array([seg[1][1] - seg[0][1] for seg in segments])
+    np.testing.assert_allclose(lengths, 2 * d["sd_between_models"], rtol=1e-6)
+
+
 # ---------------------------------------------------------------- transformer
 def test_structure_coupling_transformer(conditional2d, few):
     X, y = few

@@ -62,6 +62,28 @@ def _resolve_model(model):
                          "'fit' before computing coupling.")
 
 
+def _resolve_models(model):
+    """``_resolve_model`` for one model or each of a list; ``(resolved, several)``.
+
+    Several models (fits of the same data with different seeds, say) must
+    read the same reference channels from ``X``, so one swap moves the same
+    channel for all of them; a StatisticalCell and a bare structure model
+    may be mixed.
+    """
+    if not isinstance(model, (list, tuple)):
+        return [_resolve_model(model)], False
+    if len(model) == 0:
+        raise ValueError("model is an empty list; pass a fitted model or a list of them.")
+    resolved = [_resolve_model(m) for m in model]
+    first = resolved[0]
+    for k, r in enumerate(resolved[1:], start=1):
+        if r[3] != first[3]:
+            raise ValueError(
+                f"model[{k}] reads reference channels {r[3]} of X but model[0] reads "
+                f"{first[3]}; the models must share their reference channels.")
+    return resolved, True
+
+
 def _reference_names(reference_names, ref_channels):
     if reference_names is None:
         return [f"ref{c}" for c in ref_channels]
@@ -126,6 +148,28 @@ def _elbo(scorer, X, labels, beta):
     return -((1.0 - beta) * (-elbo - kl) + beta * kl)
 
 
+def _coupling_one_model(scorer, Xc, labels, names, ref_pos, partners, beta):
+    """Eq. 4 for one scorer: one row per (cell, reference channel), cells in order."""
+    n_cells, n_swaps = partners.shape
+    elbo = _elbo(scorer, Xc, labels, beta)
+    frames = []
+    for name, pos in zip(names, ref_pos):
+        swapped = np.empty((n_cells, n_swaps))
+        Xs = Xc.copy()
+        for k in range(n_swaps):
+            # One batch per swap round, all cells at once, in the unswapped layout.
+            Xs[:, pos] = Xc[partners[:, k], pos]
+            swapped[:, k] = _elbo(scorer, Xs, labels, beta)
+        elbo_swapped = swapped.mean(axis=1)
+        frames.append(pd.DataFrame({
+            "cell": np.arange(n_cells), "structure": labels, "reference": name,
+            "elbo": elbo, "elbo_swapped": elbo_swapped, "coupling": elbo / elbo_swapped,
+        }))
+    # Stable on "cell" alone so each cell's rows keep the model's reference order.
+    return pd.concat(frames, ignore_index=True).sort_values("cell", kind="stable",
+                                                           ignore_index=True)
+
+
 def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10,
                        groups=None, beta=None, random_state=None, return_partners=False):
     """Coupling of each cell's structure to each reference channel (the paper's Eq. 4).
@@ -143,9 +187,11 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
 
     Parameters
     ----------
-    model : StatisticalCell or ConditionalStructureVAE
+    model : StatisticalCell, ConditionalStructureVAE or list of them
         A fitted model; a StatisticalCell is scored through its
-        ``structure_model_``.
+        ``structure_model_``. A list (for example fits of the same cells
+        with different ``random_state``) scores every cell with every model,
+        on the same swap partners; see Notes.
     X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
         Cells with the channels and shape the model was fitted on.
     structures : array-like of shape (n_cells,)
@@ -182,7 +228,9 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         One row per (cell, reference channel) with columns ``cell`` (row of
         ``X``), ``structure``, ``reference``, ``elbo`` (the cell's own
         conditional ELBO, weighted by ``beta`` when given), ``elbo_swapped``
-        (mean over the swaps) and ``coupling`` (their ratio).
+        (mean over the swaps) and ``coupling`` (their ratio). With a list of
+        models, one row per (model, cell, reference channel) and a first
+        column ``model``, the model's position in the list.
     partners : ndarray of shape (n_cells, n_swaps)
         Row indices of the partner cells, the same for every reference
         channel; only with ``return_partners=True``.
@@ -193,8 +241,8 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         If ``model`` is not fitted.
     ValueError
         If a structure is tagged in a single cell, ``reference_names`` does
-        not match the reference channels, or ``beta`` is not None, "model" or
-        a number in [0, 1].
+        not match the reference channels, ``beta`` is not None, "model" or
+        a number in [0, 1], or the models of a list read different channels.
 
     See Also
     --------
@@ -206,6 +254,15 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     Every swapped batch shares the layout of the unswapped one, so each cell
     meets the same seeded draws of ``z`` in numerator and denominator (common
     random numbers): the ratio reflects the swap, not the sampling noise.
+
+    Weak couplings depend on the fit as much as on the cells: when two
+    reference channels carry nearly the same information about a structure
+    (a mitotic cell's DNA sits at the cell's centre), one fit may read it
+    from the membrane and another from the DNA, and Eq. 4 follows the fit.
+    The interval of :func:`differential_coupling` covers only the spread
+    over cells; pass several fits as a list to see the spread between fits
+    too (``differential_coupling`` then averages each cell's coupling over
+    the models and reports how far the models disagree).
 
     Examples
     --------
@@ -221,12 +278,24 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
     (64, 6)
     >>> sorted(c["reference"].unique())
     ['DNA', 'membrane']
+
+    Two fits that differ only in their seed, scored against the same partners:
+
+    >>> other = ConditionalStructureVAE(n_latent=2, widths=(8,), max_epochs=1, batch_size=8,
+    ...                                 random_state=1).fit(X, y)
+    >>> both = structure_coupling([model, other], X, y, reference_names=["membrane", "DNA"],
+    ...                           n_swaps=2, random_state=0)
+    >>> both.shape
+    (128, 7)
+    >>> both["model"].unique().tolist()
+    [0, 1]
     """
-    scorer, take, ref_pos, ref_channels = _resolve_model(model)
+    resolved, several = _resolve_models(model)
+    ref_channels = resolved[0][3]
     if not isinstance(n_swaps, Integral) or isinstance(n_swaps, bool) or n_swaps < 1:
         raise ValueError(f"n_swaps must be a positive integer, got {n_swaps!r}.")
     names = _reference_names(reference_names, ref_channels)
-    beta = _check_beta(beta, scorer)
+    betas = [_check_beta(beta, r[0]) for r in resolved]
     X = check_images(X)
     labels = check_labels(structures, X.shape[0], name="structures")
     if groups is not None:
@@ -235,25 +304,15 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
             raise ValueError(f"groups must hold one value per cell ({X.shape[0]}), got shape "
                              f"{groups.shape}.")
     partners = _swap_partners(labels, int(n_swaps), random_state, groups)
-    Xc = X if take is None else X[:, take]
 
-    elbo = _elbo(scorer, Xc, labels, beta)
     frames = []
-    for name, pos in zip(names, ref_pos):
-        swapped = np.empty((X.shape[0], n_swaps))
-        Xs = Xc.copy()
-        for k in range(n_swaps):
-            # One batch per swap round, all cells at once, in the unswapped layout.
-            Xs[:, pos] = Xc[partners[:, k], pos]
-            swapped[:, k] = _elbo(scorer, Xs, labels, beta)
-        elbo_swapped = swapped.mean(axis=1)
-        frames.append(pd.DataFrame({
-            "cell": np.arange(X.shape[0]), "structure": labels, "reference": name,
-            "elbo": elbo, "elbo_swapped": elbo_swapped, "coupling": elbo / elbo_swapped,
-        }))
-    # Stable on "cell" alone so each cell's rows keep the model's reference order.
-    out = pd.concat(frames, ignore_index=True).sort_values("cell", kind="stable",
-                                                          ignore_index=True)
+    for index, ((scorer, take, ref_pos, _), b) in enumerate(zip(resolved, betas)):
+        Xc = X if take is None else X[:, take]
+        frame = _coupling_one_model(scorer, Xc, labels, names, ref_pos, partners, b)
+        if several:
+            frame.insert(0, "model", index)
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
     return (out, partners) if return_partners else out
 
 
@@ -270,7 +329,9 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
     ----------
     coupling : pandas.DataFrame
         Output of :func:`structure_coupling` (columns ``cell``, ``reference``
-        and ``coupling``, plus any ``by`` columns it holds).
+        and ``coupling``, plus any ``by`` columns it holds). With a ``model``
+        column (several models), each cell's coupling is first averaged over
+        the models.
     membrane : str, default="membrane"
         Name of the membrane reference channel in ``coupling["reference"]``.
     nucleus : str, default="DNA"
@@ -289,7 +350,11 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
         One row per group: the ``by`` columns, ``n_cells``, ``c_membrane``
         and ``c_nucleus`` (mean couplings), ``differential_coupling`` (Eq. 5),
         its standard error ``sem`` and a 95 % normal interval ``ci_low``,
-        ``ci_high`` (NaN for a single cell).
+        ``ci_high`` (NaN for a single cell). With several models, also
+        ``n_models``, ``sd_between_models`` (standard deviation over the
+        models of each model's own ``d``; the interval above does not include
+        it) and ``sign_agreement`` (the fraction of models whose own ``d``
+        has the sign of the averaged one).
 
     Raises
     ------
@@ -323,14 +388,54 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
             raise ValueError(f"{arg}={name!r} is not a reference channel of coupling; "
                              f"known: {known}.")
     by = [by] if isinstance(by, str) else list(by)
-    wide = coupling.pivot_table(index="cell", columns="reference", values="coupling",
-                                aggfunc="first")
-    cells = pd.DataFrame({"cell": wide.index.to_numpy(),
-                          "c_membrane": wide[membrane].to_numpy(dtype=float),
-                          "c_nucleus": wide[nucleus].to_numpy(dtype=float)})
-    own = [b for b in by if b in coupling.columns and b not in ("cell", "reference")]
+    several = "model" in coupling.columns
+    if several and "model" in by:
+        raise ValueError('by must not hold "model": the models are averaged over; '
+                         "select one model's rows for that model's d.")
+    index = ["model", "cell"] if several else ["cell"]
+    wide = coupling.pivot_table(index=index, columns="reference", values="coupling",
+                                aggfunc="first").reset_index()
+    per_model = pd.DataFrame({**{k: wide[k].to_numpy() for k in index},
+                              "c_membrane": wide[membrane].to_numpy(dtype=float),
+                              "c_nucleus": wide[nucleus].to_numpy(dtype=float)})
+    cells = (per_model.groupby("cell", as_index=False)[["c_membrane", "c_nucleus"]].mean()
+             if several else per_model)
+    keys = _group_keys(coupling, cells["cell"].to_numpy(), by, metadata)
+    cells = cells.merge(keys, on="cell")
+
+    def ratio(frame):
+        return ((frame["c_membrane"] - frame["c_nucleus"])
+                / (frame["c_membrane"] + frame["c_nucleus"]))
+
+    cells["d"] = ratio(cells)
+    group = by if by else (lambda _: "all")
+    out = cells.groupby(group, sort=True, dropna=False).agg(
+        n_cells=("d", "size"), c_membrane=("c_membrane", "mean"),
+        c_nucleus=("c_nucleus", "mean"), differential_coupling=("d", "mean"),
+        sem=("d", "sem"))
+    out["ci_low"] = out["differential_coupling"] - _Z95 * out["sem"]
+    out["ci_high"] = out["differential_coupling"] + _Z95 * out["sem"]
+    if several:
+        per_model = per_model.merge(keys, on="cell").assign(d=ratio)
+        if by:
+            d_models = per_model.groupby(["model", *by], sort=True, dropna=False)["d"].mean()
+            d_models = d_models.unstack("model")
+        else:
+            d_models = per_model.groupby("model")["d"].mean().to_frame("all").T
+        d_models = d_models.reindex(out.index)
+        ensemble = np.sign(out["differential_coupling"].to_numpy())[:, None]
+        out["n_models"] = d_models.shape[1]
+        out["sd_between_models"] = d_models.std(axis=1, ddof=1)
+        out["sign_agreement"] = (np.sign(d_models.to_numpy()) == ensemble).mean(axis=1)
+    return out.reset_index(drop=not by)
+
+
+def _group_keys(coupling, cell_ids, by, metadata):
+    """One row per cell: ``cell`` and the ``by`` columns, from ``coupling`` or ``metadata``."""
+    keys = pd.DataFrame({"cell": cell_ids})
+    own = [b for b in by if b in coupling.columns and b not in ("cell", "reference", "model")]
     if own:
-        cells = cells.merge(coupling.drop_duplicates("cell")[["cell", *own]], on="cell")
+        keys = keys.merge(coupling.drop_duplicates("cell")[["cell", *own]], on="cell")
     rest = [b for b in by if b not in own]
     if rest:
         if metadata is None:
@@ -339,21 +444,12 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
         absent = [b for b in rest if b not in metadata.columns]
         if absent:
             raise ValueError(f"by column(s) {absent} are in neither coupling nor metadata.")
-        if cells["cell"].max() >= len(metadata):
+        if keys["cell"].max() >= len(metadata):
             raise ValueError(f"metadata has {len(metadata)} rows but coupling refers to cell "
-                             f"{cells['cell'].max()}.")
-        cells = cells.assign(**{b: metadata[b].to_numpy()[cells["cell"].to_numpy()]
-                                for b in rest})
-    cells["d"] = (cells["c_membrane"] - cells["c_nucleus"]) / (cells["c_membrane"]
-                                                               + cells["c_nucleus"])
-    keys = by if by else (lambda _: "all")
-    grouped = cells.groupby(keys, sort=True, dropna=False)
-    out = grouped.agg(n_cells=("d", "size"), c_membrane=("c_membrane", "mean"),
-                      c_nucleus=("c_nucleus", "mean"), differential_coupling=("d", "mean"),
-                      sem=("d", "sem"))
-    out["ci_low"] = out["differential_coupling"] - _Z95 * out["sem"]
-    out["ci_high"] = out["differential_coupling"] + _Z95 * out["sem"]
-    return out.reset_index(drop=not by)
+                             f"{keys['cell'].max()}.")
+        keys = keys.assign(**{b: metadata[b].to_numpy()[keys["cell"].to_numpy()]
+                              for b in rest})
+    return keys
 
 
 class StructureCoupling(TransformerMixin, BaseEstimator):
@@ -364,10 +460,11 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : StatisticalCell or ConditionalStructureVAE
-        A fitted model. :func:`sklearn.base.clone` would return an unfitted
-        copy of it; wrap it in :class:`sklearn.frozen.FrozenEstimator` to keep
-        it fitted through cloning (grid searches, pipelines).
+    model : StatisticalCell, ConditionalStructureVAE or list of them
+        A fitted model, or several whose couplings are averaged per cell.
+        :func:`sklearn.base.clone` would return an unfitted copy of a model;
+        wrap it in :class:`sklearn.frozen.FrozenEstimator` to keep it fitted
+        through cloning (grid searches, pipelines).
     n_swaps : int, default=10
         Partner cells per cell.
     random_state : int, RandomState instance or None, default=None
@@ -428,8 +525,10 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         check_images(X)
-        scorer, _, _, ref_channels = _resolve_model(self.model)
-        _check_beta(self.beta, scorer)
+        resolved, _ = _resolve_models(self.model)
+        for scorer, *_ in resolved:
+            _check_beta(self.beta, scorer)
+        ref_channels = resolved[0][3]
         self.reference_names_ = _reference_names(self.reference_names, ref_channels)
         self.n_features_out_ = len(self.reference_names_)
         return self
@@ -447,7 +546,8 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         Returns
         -------
         C : ndarray of shape (n_cells, n_reference_channels)
-            Eq. 4 coupling per cell and reference channel.
+            Eq. 4 coupling per cell and reference channel (the mean over the
+            models when ``model`` is a list).
         """
         if not hasattr(self, "reference_names_"):
             raise NotFittedError("This StructureCoupling instance is not fitted yet; call "
@@ -456,7 +556,8 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
                                    reference_names=self.reference_names_,
                                    n_swaps=self.n_swaps, beta=self.beta,
                                    random_state=self.random_state)
-        wide = frame.pivot(index="cell", columns="reference", values="coupling")
+        wide = frame.pivot_table(index="cell", columns="reference", values="coupling",
+                                 aggfunc="mean")
         return wide[self.reference_names_].to_numpy()
 
     def get_feature_names_out(self, input_features=None):

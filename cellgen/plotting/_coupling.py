@@ -42,7 +42,9 @@ def plot_coupling(coupling, *, membrane="membrane", nucleus="DNA", ax=None):
     ----------
     coupling : pandas.DataFrame
         Output of :func:`cellgen.analysis.structure_coupling`: columns
-        ``cell``, ``structure``, ``reference`` and ``coupling``.
+        ``cell``, ``structure``, ``reference`` and ``coupling``. With several
+        models (a ``model`` column), each cell's couplings are averaged over
+        the models.
     membrane : str, default="membrane"
         Reference name plotted on the x axis.
     nucleus : str, default="DNA"
@@ -81,7 +83,7 @@ def plot_coupling(coupling, *, membrane="membrane", nucleus="DNA", ax=None):
             raise ValueError(f"{arg}={name!r} is not a reference of coupling; known: "
                              f"{sorted(map(str, refs))}.")
     wide = coupling.pivot_table(index=["cell", "structure"], columns="reference",
-                                values="coupling", aggfunc="first").reset_index()
+                                values="coupling", aggfunc="mean").reset_index()
     fig, ax = _new_axes(ax, (5.0, 4.5))
     labels = list(pd.unique(wide["structure"]))
     cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
@@ -105,8 +107,10 @@ def plot_differential_coupling(d_frame, *, ax=None):
     d_frame : pandas.DataFrame
         Output of :func:`cellgen.analysis.differential_coupling`: columns
         ``structure`` and ``differential_coupling``, optionally
-        ``cell_cycle_phase`` (one bar per phase within each structure) and
-        ``ci_low``/``ci_high`` (drawn as error bars).
+        ``cell_cycle_phase`` (one bar per phase within each structure),
+        ``ci_low``/``ci_high`` (drawn as capped error bars: the spread over
+        cells) and ``sd_between_models`` (drawn as a thick uncapped bar of
+        ±1 SD: the spread between fits, when several models were scored).
     ax : matplotlib.axes.Axes or None, default=None
         Axes to draw in; ``None`` creates a new figure.
 
@@ -152,10 +156,14 @@ def plot_differential_coupling(d_frame, *, ax=None):
             err = np.where(np.isfinite(err), err, 0.0)
         ax.bar(x, d, width=width, yerr=err, color=cmap(k % cmap.N), capsize=2,
                label=None if phase is None else str(phase))
+        if "sd_between_models" in rows.columns:
+            sd = np.nan_to_num(rows["sd_between_models"].to_numpy(float))
+            ax.errorbar(x, d, yerr=sd, fmt="none", ecolor="0.15", elinewidth=2.5, capsize=0,
+                        label="±1 SD between fits" if k == 0 else None)
     ax.axhline(0.0, color="0.3", linewidth=0.8)
     ax.set_xticks(range(len(structures)), [str(s) for s in structures], rotation=45,
                   ha="right", fontsize=8)
     ax.set_ylabel("differential coupling d (Eq. 5)\n< 0 membrane, > 0 nucleus")
-    if phases != [None]:
+    if phases != [None] or "sd_between_models" in d_frame.columns:
         ax.legend(fontsize=7, frameon=False)
     return fig
