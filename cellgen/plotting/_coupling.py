@@ -145,6 +145,7 @@ def plot_differential_coupling(d_frame, *, ax=None):
     fig, ax = _new_axes(ax, (max(4.0, 0.6 * len(structures) + 1.5), 3.5))
     cmap = colormaps["tab10"]
     pos = {s: i for i, s in enumerate(structures)}
+    spread = []
     for k, phase in enumerate(phases):
         rows = d_frame if phase is None else d_frame[d_frame["cell_cycle_phase"] == phase]
         x = np.array([pos[s] for s in rows["structure"]]) + (k - (len(phases) - 1) / 2) * width
@@ -157,9 +158,12 @@ def plot_differential_coupling(d_frame, *, ax=None):
         ax.bar(x, d, width=width, yerr=err, color=cmap(k % cmap.N), capsize=2,
                label=None if phase is None else str(phase))
         if "sd_between_models" in rows.columns:
-            sd = np.nan_to_num(rows["sd_between_models"].to_numpy(float))
-            ax.errorbar(x, d, yerr=sd, fmt="none", ecolor="0.15", elinewidth=2.5, capsize=0,
-                        label="±1 SD between fits" if k == 0 else None)
+            spread.append((x, d, np.nan_to_num(rows["sd_between_models"].to_numpy(float))))
+    if spread:
+        # One artist after the bars, so the legend lists the phases first.
+        x, d, sd = (np.concatenate(v) for v in zip(*spread))
+        ax.errorbar(x, d, yerr=sd, fmt="none", ecolor="0.15", elinewidth=2.5, capsize=0,
+                    label="±1 SD between fits")
     ax.axhline(0.0, color="0.3", linewidth=0.8)
     ax.set_xticks(range(len(structures)), [str(s) for s in structures], rotation=45,
                   ha="right", fontsize=8)
