@@ -21,12 +21,23 @@ shortfall can be told apart from the ground truth's own ambiguity. With
 ``--compare`` (the ``differential_coupling.csv`` that the example writes) it
 also correlates a fitted model's strengths with the oracle's.
 
+It also asks how much of what the membrane tells about each *mitotic* structure
+the DNA alone tells: in mitosis the DNA is the metaphase plate, centred in the
+rounded cell, aligned with it and as long as a fixed share of its width, so a
+cell outline guessed from the plate alone (centre and angle of the plate, width
+from its length, the mean mitotic aspect ratio) predicts the structure almost as
+well as the true outline. The share is ``(SSE_swapped - SSE_guess) /
+(SSE_swapped - SSE_true)`` against the conditional means in the true outline, the
+guessed one and another mitotic cell's; near 1, Eq. 4 cannot tell from the
+images whether the structure follows the membrane or the DNA.
+
 The exact copies (``control_dna``, ``control_membrane``) have oracle strength 1
 for their own channel and 0 for the other, ``control_blank`` and
 ``control_random`` 0 for both: they are written in, not simulated.
 
 Run ``python benchmarks/bench_coupling_oracle.py`` (about 2 minutes on one core
-at the defaults); it writes ``benchmarks/out/coupling_oracle.csv``.
+at the defaults); it writes ``benchmarks/out/coupling_oracle.csv`` and
+``benchmarks/out/coupling_oracle_dna_share.csv``.
 """
 
 import argparse
@@ -102,6 +113,44 @@ def oracle_strengths(size, n, renders, n_swaps, noise, seed):
     return wide.rename(columns={"membrane": "oracle_membrane", "nucleus": "oracle_nucleus"})
 
 
+def dna_share_in_mitosis(size, n, renders, noise, seed):
+    """Share of the membrane's information about each mitotic structure carried by the DNA."""
+    shape = (size, size)
+    rng = np.random.default_rng(seed + 1)
+
+    def conditional_mean(name, geom, mitotic):
+        d_cell = synthetic._signed_distance(shape, geom)
+        d_nuc = synthetic._signed_distance(shape, geom, "nuc_")
+        return np.mean([synthetic._render(name, geom, mitotic, d_cell, d_nuc, rng, shape)
+                        for _ in range(renders)], axis=0)
+
+    rows = []
+    for name in ("nuclear_envelope", "nucleoli", "cell_periphery", "edge_dots",
+                 "cytoplasmic_puncta"):
+        mitotic = np.ones(n, dtype=bool)
+        geom = synthetic._sample_geometry(n, mitotic, shape, rng)
+        # The plate's long half-axis is U(0.55, 0.7) of the cell's short one, and mitotic
+        # cells are U(1, 1.12) times longer than wide: the middle of each range.
+        width = geom["nuc_axes"][:, 1] / 0.625
+        guess = dict(geom) | {"center": geom["nuc_center"], "theta": geom["nuc_theta"],
+                              "axes": np.stack([1.06 * width, width], axis=1)}
+        partner = rng.permutation(n)
+        swapped = dict(geom) | {k: geom[k][partner] for k in CHANNEL_KEYS["membrane"]}
+        d_cell = synthetic._signed_distance(shape, geom)
+        d_nuc = synthetic._signed_distance(shape, geom, "nuc_")
+        s = synthetic._render(name, geom, mitotic, d_cell, d_nuc, rng, shape)
+        s = np.clip(s + noise * rng.standard_normal(s.shape), 0.0, 1.0)
+        sse = {label: ((s - conditional_mean(name, g, mitotic)) ** 2).sum(axis=(1, 2)).mean()
+               for label, g in (("true", geom), ("guess", guess), ("swapped", swapped))}
+        rows.append((name, sse["true"], sse["guess"], sse["swapped"],
+                     (sse["swapped"] - sse["guess"]) / (sse["swapped"] - sse["true"]),
+                     sse["guess"] / sse["true"] - 1.0))
+    # extra_error_from_dna: what reading the outline off the DNA costs an ideal model.
+    return pd.DataFrame(rows, columns=["structure", "sse_true_outline", "sse_outline_from_dna",
+                                       "sse_other_cells_outline", "dna_share",
+                                       "extra_error_from_dna"])
+
+
 def main():
     args = parse_args()
     start = time.perf_counter()
@@ -117,6 +166,9 @@ def main():
                  "nucleus_coupling", "oracle_nucleus"]].round(3).to_string(index=False))
     print(f"Spearman rho, ground truth vs oracle strength (40 values): "
           f"{spearmanr(truth, ideal).statistic:.3f} (at most {ceiling:.3f} with these ties)")
+    share = dna_share_in_mitosis(args.size, args.n_cells, args.renders, args.noise, args.seed)
+    print("Mitosis: how much of the membrane's information the DNA plate alone carries")
+    print(share.round(4).to_string(index=False))
     for path in args.compare:
         model = pd.read_csv(path).merge(oracle, on=["structure", "cell_cycle_phase"])
         learned = np.r_[1 - model["c_membrane"], 1 - model["c_nucleus"]]
@@ -127,6 +179,7 @@ def main():
     print(f"{seconds:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "coupling_oracle.csv", index=False)
+    share.to_csv(args.out / "coupling_oracle_dna_share.csv", index=False)
 
 
 if __name__ == "__main__":
