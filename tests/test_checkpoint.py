@@ -96,6 +96,30 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
         ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, **other).fit(X)
 
 
+def test_checkpoint_of_other_cells_is_refused(X, tmp_path):
+    # Same settings, same number of cells, other cells: e.g. the next fold of a
+    # cross-validation sharing one checkpoint_dir. Resuming would hand back a model
+    # that never saw these cells.
+    ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    other = X[::-1].copy()
+    with pytest.raises(ValueError, match="written by a different run"):
+        ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(other)
+    # The same cells again resume (nothing left to train: the weights are the saved ones).
+    again = ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    first = ReferenceVAE(max_epochs=1, **SETTINGS).fit(X)
+    np.testing.assert_allclose(again.transform(X), first.transform(X), atol=1e-5)
+
+
+def test_structure_labels_are_part_of_the_run(tmp_path):
+    from cellgen import ConditionalStructureVAE
+
+    X, y, _ = make_cells(32, shape=(16, 16), random_state=0)
+    ConditionalStructureVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(X, y)
+    with pytest.raises(ValueError, match="written by a different run"):
+        ConditionalStructureVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(
+            X, np.roll(y, 1))
+
+
 def test_float16_resume_keeps_the_loss_scale(X, tmp_path):
     # fp16 training skips steps while its loss scale settles; a resumed run must
     # carry on with the settled scale, not start again from 65536.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from numbers import Integral, Real
@@ -129,6 +130,25 @@ def _seeded(seed: int, device: str):
         yield
 
 
+
+def _data_fingerprint(inputs, n_rows=64):
+    """Hash of the shapes and of up to ``n_rows`` evenly spaced rows of every input.
+
+    Part of a checkpoint's run signature, so that a checkpoint is never resumed
+    on other cells (another cross-validation fold, say). A sample of rows keeps
+    it cheap on memory-mapped collections.
+    """
+    arrays = inputs if isinstance(inputs, dict) else {"x": inputs}
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        a = arrays[key]
+        n = len(a)
+        rows = np.unique(np.linspace(0, n - 1, min(n, n_rows)).astype(np.int64))
+        sample = np.ascontiguousarray(np.asarray(a[rows]))
+        digest.update(f"{key}:{tuple(a.shape)}:{sample.dtype.str}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
+
 class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
     """Fit/transform plumbing around a private skorch net (``net_``)."""
 
@@ -202,7 +222,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             signature = {"class": type(self).__name__, "module": self._net_spec_[0].__name__,
                          "module_kwargs": self._net_spec_[1], "n_train": self.n_train_,
                          "n_valid": self.n_valid_, "seed": self.seed_,
-                         "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta}
+                         "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta,
+                         "data": _data_fingerprint(inputs)}
             checkpoint = EpochCheckpoint(self.checkpoint_dir, signature)
         net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint, world=world)
         train = take(train_idx, _FLIP_AXES if self.augment == "flips" else ())

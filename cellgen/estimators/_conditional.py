@@ -115,7 +115,9 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         Folder for a checkpoint after every epoch (weights, optimizer, history
         and random state; written atomically, only the last and the best kept).
         When it already holds a checkpoint of the same run, ``fit`` resumes
-        from it and stops at ``max_epochs`` epochs in total.
+        from it and stops at ``max_epochs`` epochs in total; a checkpoint of
+        other settings or other cells (a sample of rows is compared) raises
+        ``ValueError``, so give each fold of a cross-validation its own folder.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialization, batch order and training noise.
     verbose : int, default=0
