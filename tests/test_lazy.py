@@ -36,6 +36,21 @@ def test_memmap_gives_the_same_model_as_memory(on_disk):
                                b.score_samples(X, structures=y), rtol=1e-5)
 
 
+@pytest.mark.parametrize("reference_channels", [[0, 1], [0]])
+@pytest.mark.parametrize("n_samples", [None, 2])
+def test_impute_on_a_memmap_equals_impute_in_memory(on_disk, reference_channels, n_samples):
+    mm, X, y = on_disk
+    model = StatisticalCell(
+        reference_model=__import__("cellgen").ReferenceVAE(random_state=0, **ONE_EPOCH),
+        structure_model=ConditionalStructureVAE(random_state=0, **ONE_EPOCH),
+        reference_channels=reference_channels, structure_channel=2).fit(X, y)
+    kw = dict(n_samples=n_samples, random_state=0)
+    a = model.impute(mm, ["nucleoli", "cell_periphery"], **kw)
+    b = model.impute(X, ["nucleoli", "cell_periphery"], **kw)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _peak_bytes(tmp_path, n):
     """Peak traced memory of fitting and embedding a memory-mapped collection of n cells."""
     X, y, _ = make_cells(n, shape=(32, 32), random_state=4)

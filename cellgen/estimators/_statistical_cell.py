@@ -384,7 +384,8 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             channels, axis = [ref], 1
         else:
             k = check_n_samples(n_samples)
-            channels, axis = [np.repeat(ref[:, None], k, axis=1)], 2
+            # np.asarray: ref may be a lazy view of a memory-mapped X (rows only).
+            channels, axis = [np.repeat(np.asarray(ref)[:, None], k, axis=1)], 2
         for label in requested:
             channels.append(self.structure_model_.impute(ref, label, n_samples=n_samples,
                                                          random_state=rng))
