@@ -210,6 +210,20 @@ def test_statistical_cell_3d_every_method(statcell3d, cells3d):
     assert cond.impute(X[:2], "nucleoli", n_samples=2).shape == (2, 2, 1, *shape)
 
 
+def test_statistical_cell_sample_leaves_unused_channels_at_zero(cells2d):
+    # A fourth channel that neither model reads (a bright-field image, say).
+    X, y, _ = cells2d
+    X4 = np.concatenate([X, np.ones_like(X[:, :1])], axis=1)
+    model = StatisticalCell(ReferenceVAE(random_state=0, **TINY),
+                            ConditionalStructureVAE(random_state=0, **TINY),
+                            reference_channels=[0, 1], structure_channel=2).fit(X4, y)
+    for seed in range(3):
+        cells, _ = model.sample(6, random_state=seed)
+        assert cells.shape == (6, 4, *X.shape[2:])
+        assert (cells[:, 3] == 0).all()
+        assert np.abs(cells[:, :3]).sum() > 0
+
+
 # --------------------------------------------------------------- pipelines
 def test_pipeline_with_knn_and_metadata_routing(cells2d):
     import sklearn

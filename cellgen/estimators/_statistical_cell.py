@@ -329,7 +329,8 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         Returns
         -------
         X : ndarray of shape (n_samples, n_channels, [Z,] Y, X)
-            Generated cells, channels in the order seen in ``fit``.
+            Generated cells, channels in the order seen in ``fit``; channels
+            that are neither reference nor structure channels are 0.
         structures : ndarray of shape (n_samples,)
             The structure label of each generated cell.
         """
@@ -342,7 +343,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             labels = check_labels(structures, n, name="structures", known=self.classes_)
         ref = self.reference_model_.sample(n, random_state=rng)
         struct = self.structure_model_.sample(ref, labels, random_state=rng)
-        out = np.empty((n, self.n_channels_in_, *self.spatial_shape_), dtype=np.float32)
+        out = np.zeros((n, self.n_channels_in_, *self.spatial_shape_), dtype=np.float32)
         out[:, self.reference_channels_] = ref
         out[:, self.structure_channel_] = struct[:, 0]
         return out, labels
