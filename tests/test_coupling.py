@@ -331,6 +331,32 @@ def test_structure_coupling_transformer(conditional2d, few):
     frozen = clone(StructureCoupling(FrozenEstimator(conditional2d), n_swaps=2,
                                      random_state=0)).fit(X)
     np.testing.assert_allclose(frozen.transform(X, structures=y), C)
+    with pytest.raises(ValueError, match="structure label of each cell"):
+        sc.transform(X)
+
+
+def test_structure_coupling_transformer_in_a_pipeline(conditional2d, few):
+    import sklearn
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = few
+    kw = dict(n_swaps=2, random_state=0)
+    C = StructureCoupling(conditional2d, **kw).fit(X).transform(X, structures=y)
+    # fit_transform takes the labels as y, as StatisticalCell does without routing...
+    np.testing.assert_allclose(StructureCoupling(conditional2d, **kw).fit_transform(X, y), C)
+    np.testing.assert_allclose(
+        StructureCoupling(conditional2d, **kw).fit_transform(X, structures=y), C)
+    pipe = make_pipeline(StructureCoupling(FrozenEstimator(conditional2d), **kw),
+                         StandardScaler())
+    expected = StandardScaler().fit_transform(C)
+    np.testing.assert_allclose(pipe.fit_transform(X, y), expected)
+    # ... and as routed metadata, for the transform of new cells too.
+    with sklearn.config_context(enable_metadata_routing=True):
+        step = StructureCoupling(FrozenEstimator(conditional2d), **kw)
+        step.set_fit_request(structures=True).set_transform_request(structures=True)
+        pipe = make_pipeline(step, StandardScaler()).fit(X, structures=y)
+        np.testing.assert_allclose(pipe.transform(X, structures=y), expected)
 
 
 # ---------------------------------------------------------------- plots

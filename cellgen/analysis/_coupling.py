@@ -509,15 +509,18 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         self.reference_names = reference_names
         self.beta = beta
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, structures=None):
         """Check that the model is fitted and record the reference channel names.
 
         Parameters
         ----------
         X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
             Ignored apart from validation; nothing is learned.
-        y : None
+        y : None or array-like of shape (n_cells,)
             Ignored.
+        structures : None or array-like of shape (n_cells,)
+            Ignored; accepted so that a pipeline can route the labels to every
+            step.
 
         Returns
         -------
@@ -533,7 +536,27 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         self.n_features_out_ = len(self.reference_names_)
         return self
 
-    def transform(self, X, structures):
+    def fit_transform(self, X, y=None, *, structures=None):
+        """Fit, then return the coupling of each cell; the labels are ``structures`` or ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
+            Cells with the channels and shape the model was fitted on.
+        y : array-like of shape (n_cells,) or None
+            Structure labels (used when ``structures`` is None).
+        structures : array-like of shape (n_cells,) or None, default=None
+            Structure labels, taking precedence over ``y``.
+
+        Returns
+        -------
+        C : ndarray of shape (n_cells, n_reference_channels)
+            As :meth:`transform`.
+        """
+        labels = structures if structures is not None else y
+        return self.fit(X).transform(X, structures=labels)
+
+    def transform(self, X, structures=None):
         """Coupling of each cell to each reference channel.
 
         Parameters
@@ -541,7 +564,7 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
             Cells with the channels and shape the model was fitted on.
         structures : array-like of shape (n_cells,)
-            Structure label of each cell.
+            Structure label of each cell (required).
 
         Returns
         -------
@@ -552,6 +575,10 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         if not hasattr(self, "reference_names_"):
             raise NotFittedError("This StructureCoupling instance is not fitted yet; call "
                                  "'fit' first.")
+        if structures is None:
+            raise ValueError("StructureCoupling.transform needs the structure label of each "
+                             "cell: pass structures=... (in a pipeline, route it with "
+                             "set_transform_request(structures=True)).")
         frame = structure_coupling(self.model, X, structures,
                                    reference_names=self.reference_names_,
                                    n_swaps=self.n_swaps, beta=self.beta,
