@@ -73,6 +73,13 @@ def test_correlations_known_answers():
     sub = latent_feature_correlations(Z.to_numpy(), feats, dimensions=[1, 0])
     assert list(sub.index) == ["1", "0"]
     assert sub.loc["1", "height"] == pytest.approx(1.0)
+    # One dimension against one feature: a 1 x 1 table, not a scalar's shape error.
+    one, p1 = latent_feature_correlations(Z, feats[["height"]], dimensions=[2],
+                                          return_pvalues=True)
+    assert one.shape == (1, 1) and list(one.index) == ["noise"]
+    expected = stats.spearmanr(Z["noise"], height)
+    assert one.loc["noise", "height"] == pytest.approx(expected.statistic)
+    assert p1.loc["noise", "height"] == pytest.approx(expected.pvalue)
 
 
 def test_correlations_recover_cell_size_on_synthetic_cells(reference2d, cells2d):

@@ -262,7 +262,8 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
         Z, names = Z[:, dims], [names[d] for d in dims]
     # Dimensions or features that never vary have no rank correlation (NaN).
     rho, p = stats.spearmanr(np.column_stack([Z, numeric.to_numpy()]), nan_policy="omit")
-    rho, p = np.atleast_2d(rho), np.atleast_2d(p)
+    if np.ndim(rho) == 0:  # two columns: spearmanr gives the one coefficient, not a matrix
+        rho, p = np.array([[1.0, rho], [rho, 1.0]]), np.array([[0.0, p], [p, 0.0]])
     k = Z.shape[1]
     out = pd.DataFrame(rho[:k, k:], index=names, columns=numeric.columns)
     if return_pvalues:
