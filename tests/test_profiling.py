@@ -98,6 +98,10 @@ def test_dmso_exclusion(profiles):
     # DMSO at 1 degree is now A1@1's nearest other compound.
     assert table.set_index(["compound", "concentration"]).loc[("A1", 1), "neighbour_compound"] \
         == "DMSO"
+    # A bare string names one MoA, as the tuple does.
+    as_string, t_string = moa_accuracy(profiles, exclude="DMSO")
+    as_tuple, t_tuple = moa_accuracy(profiles, exclude=("DMSO",))
+    assert as_string == as_tuple and len(t_string) == len(t_tuple) == 12
 
 
 def test_nscb_drops_treatments_without_neighbour():

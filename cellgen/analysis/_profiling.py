@@ -236,8 +236,9 @@ def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
         treatment. ``"both"``: NSC and NSCB, returned as a dict.
     metric : {"cosine", "euclidean"}, default="cosine"
         Similarity of profiles. A zero profile has cosine similarity 0 to all.
-    exclude : sequence, default=("DMSO",)
-        MoA values (controls) that are neither predicted nor used as neighbours.
+    exclude : str or sequence, default=("DMSO",)
+        MoA values (controls) that are neither predicted nor used as neighbours;
+        a single string is one value.
     features : list of str or None, default=None
         Feature columns; ``None`` reads ``profiles.attrs["features"]``, which
         :func:`aggregate_profiles` sets.
@@ -308,7 +309,9 @@ def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
     if not np.isfinite(X).all():
         raise ValueError("profile features contain NaN or infinite values.")
 
-    keep = ~profiles[moa].isin(list(exclude)).to_numpy()
+    # A bare string is one value, not its letters.
+    exclude = [exclude] if isinstance(exclude, str) or np.isscalar(exclude) else list(exclude)
+    keep = ~profiles[moa].isin(exclude).to_numpy()
     sub = profiles.loc[keep]
     X = X[keep]
     labels = sub[moa].to_numpy()
