@@ -219,6 +219,10 @@ def test_drug_effects_errors(screen):
         drug_effects(Z, meta, test="t")
     with pytest.raises(ValueError, match="rows"):
         drug_effects(Z[:10], meta)
+    unnamed = meta.assign(compound=meta.compound.where(np.arange(len(meta)) != 3, None))
+    for test in ("energy", None):
+        with pytest.raises(ValueError, match=r"'compound' has 1 missing value\(s\) \(rows \[3\]"):
+            drug_effects(Z, unnamed, test=test, n_permutations=9)
 
 
 def test_drug_effects_warns_for_groups_without_control(screen):

@@ -626,9 +626,9 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
     Raises
     ------
     ValueError
-        If a column is missing, ``control`` is not among the treatments (the
-        message lists those present), ``Z`` and ``metadata`` differ in length,
-        or ``test`` is unknown.
+        If a column is missing, the treatment column has missing values,
+        ``control`` is not among the treatments (the message lists those
+        present), ``Z`` and ``metadata`` differ in length, or ``test`` is unknown.
 
     Warns
     -----
@@ -672,6 +672,11 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
         raise ValueError(f"by must not include the treatment column {treatment!r}.")
     _columns(metadata, [treatment], "treatment")
     _columns(metadata, by, "by")
+    missing = metadata[treatment].isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"column {treatment!r} has {int(missing.sum())} missing value(s) (rows "
+                         f"{np.flatnonzero(missing)[:5].tolist()}...): every cell needs a "
+                         "treatment; drop those cells or name their treatment.")
     labels = metadata[treatment].to_numpy()
     is_control = labels == control
     if not is_control.any():
