@@ -339,6 +339,35 @@ def test_non_finite_loss_stops_loudly_and_keeps_the_best_weights(cells2d):
     np.testing.assert_allclose(Z, clean.transform(X), atol=1e-5)
 
 
+def test_failed_refit_leaves_the_earlier_fit_in_place(cells2d):
+    X, y, _ = cells2d
+    vae = ReferenceVAE(random_state=0, **TINY).fit(X[:, :2])
+    Z = vae.transform(X[:, :2])
+    # Fails after the new channel count is known, before any training.
+    with pytest.raises(ValueError, match="batch_size"):
+        vae.set_params(batch_size=10_000).fit(X)
+    assert vae.n_channels_in_ == 2
+    np.testing.assert_array_equal(vae.transform(X[:, :2]), Z)
+    # Diverges in the first epoch: nothing trained, nothing replaced.
+    vae.set_params(batch_size=TINY["batch_size"], callbacks=[_PoisonAtEpoch(1)])
+    with pytest.raises(FloatingPointError, match="left as it was before fit"):
+        vae.fit(X)
+    assert vae.n_channels_in_ == 2
+    np.testing.assert_array_equal(vae.transform(X[:, :2]), Z)
+    # A first fit that fails leaves no fitted attribute behind.
+    fresh = ConditionalStructureVAE(random_state=0, **dict(TINY, batch_size=10_000))
+    with pytest.raises(ValueError, match="batch_size"):
+        fresh.fit(X, y)
+    assert not hasattr(fresh, "classes_") and not hasattr(fresh, "n_channels_in_")
+    cell = StatisticalCell(ReferenceVAE(random_state=0, **TINY),
+                           ConditionalStructureVAE(random_state=0, **TINY)).fit(X, y)
+    before = cell.transform(X, structures=y)
+    cell.set_params(structure_model__batch_size=10_000)
+    with pytest.raises(ValueError, match="batch_size"):
+        cell.fit(X[:, [1, 0, 2]], y)
+    np.testing.assert_array_equal(cell.transform(X, structures=y), before)
+
+
 def test_keyboard_interrupt_leaves_a_usable_model(cells2d):
     from skorch.callbacks import Callback
 

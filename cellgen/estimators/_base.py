@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import warnings
@@ -129,6 +130,29 @@ def _seeded(seed: int, device: str):
         torch.manual_seed(seed)
         yield
 
+
+
+def _unchanged_on_failure(fit):
+    """Decorate ``fit`` so that a failed fit leaves the estimator as it was.
+
+    ``fit`` sets attributes (channels, shape, classes) before training; if
+    training then fails, an earlier fit's net must not be left beside the new
+    attributes. The exception: a loss that turns non-finite after some training
+    keeps the new net with the best weights so far (``_fit_module``), and the
+    new attributes that describe it.
+    """
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            kept = "net_" in self.__dict__ and self.__dict__["net_"] is not before.get("net_")
+            if not kept:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+            raise
+    return wrapper
 
 
 def _data_fingerprint(inputs, n_rows=64):

@@ -18,6 +18,7 @@ from ._base import (
     _COMMON_CONSTRAINTS,
     _BaseVAEEstimator,
     _reference_part,
+    _unchanged_on_failure,
     _with_runtime_parameters,
 )
 
@@ -237,6 +238,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
 
     # ------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unchanged_on_failure
     def fit(self, X, y=None, *, structures=None):
         """Fit the conditional model.
 

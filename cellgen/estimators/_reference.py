@@ -7,7 +7,12 @@ from sklearn.base import _fit_context
 
 from ..module import VAE
 from ..utils import check_images, check_n_samples
-from ._base import _COMMON_CONSTRAINTS, _BaseVAEEstimator, _with_runtime_parameters
+from ._base import (
+    _COMMON_CONSTRAINTS,
+    _BaseVAEEstimator,
+    _unchanged_on_failure,
+    _with_runtime_parameters,
+)
 
 __all__ = ["ReferenceVAE"]
 
@@ -145,6 +150,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unchanged_on_failure
     def fit(self, X, y=None):
         """Fit the model to reference images.
 

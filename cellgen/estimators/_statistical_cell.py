@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..utils import check_images, check_labels, check_n_samples
 from ..utils._arrays import channel_view
 from . import _persist
-from ._base import _reference_part
+from ._base import _reference_part, _unchanged_on_failure
 from ._conditional import ConditionalStructureVAE, _labels, _resolve_channels
 from ._reference import ReferenceVAE
 
@@ -112,6 +112,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=False)
+    @_unchanged_on_failure
     def fit(self, X, y=None, *, structures=None):
         """Fit the reference model and the conditional structure model.
 

@@ -270,11 +270,14 @@ class VAENet(NeuralNet):
         if not torch.isfinite(out.loss):
             epoch = len(self.history)
             batch = len(self.history[-1]["batches"])
+            # Mirrors the estimators' fit: weights are kept once an epoch's training ended.
+            kept = ("The estimator keeps the best weights of the epochs before."
+                    if epoch > 1 or not training else
+                    "Nothing was trained, so the estimator is left as it was before fit.")
             raise FloatingPointError(
                 f"the training loss became {out.loss.item()} at epoch {epoch}, batch "
                 f"{batch}; lower lr, check the input for extreme values, or clip gradients "
-                "(callbacks=[skorch.callbacks.GradientNormClipping(1.0)]). The estimator "
-                "keeps the best weights of the epochs before."
+                f"(callbacks=[skorch.callbacks.GradientNormClipping(1.0)]). {kept}"
             )
         prefix = "train" if training else "valid"
         for key, value in ((RECONSTRUCTION, out.reconstruction), (KL, out.kl), (ELBO, out.elbo)):
