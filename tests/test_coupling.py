@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
-from cellgen import ConditionalStructureVAE, StatisticalCell
+from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
 from cellgen.analysis import StructureCoupling, differential_coupling, structure_coupling
 from cellgen.analysis._coupling import _swap_partners
 from cellgen.datasets import make_cells, structure_ground_truth
@@ -120,6 +120,13 @@ def test_coupling_errors(conditional2d, cells2d):
         structure_coupling(ConditionalStructureVAE(), X, y)
     with pytest.raises(NotFittedError):
         structure_coupling(StatisticalCell(), X, y)
+    # A fitted model of the wrong kind is a TypeError, not "not fitted yet".
+    reference = ReferenceVAE(n_latent=2, widths=(8,), max_epochs=1, batch_size=8,
+                             random_state=0).fit(X[:, :2])
+    with pytest.raises(TypeError, match="got ReferenceVAE .*reference channels alone"):
+        structure_coupling(reference, X, y)
+    with pytest.raises(TypeError, match="got str"):
+        structure_coupling("model", X, y)
     lonely = y.astype(object)
     lonely[0] = "only_me"
     with pytest.raises(ValueError, match="'only_me'"):

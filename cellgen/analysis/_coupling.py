@@ -55,9 +55,12 @@ def _resolve_model(model):
     if hasattr(model, "reference_channels_") and hasattr(model, "structure_channel_"):
         ref = list(model.reference_channels_)
         return model, None, ref, ref
-    if not hasattr(model, "score_samples"):
+    # The parameters name the kind of model whether or not it is fitted.
+    if not (hasattr(model, "structure_model") or hasattr(model, "structure_channel")):
+        hint = (" (a ReferenceVAE models the reference channels alone; coupling needs the "
+                "structure given the reference)" if hasattr(model, "score_samples") else "")
         raise TypeError("model must be a StatisticalCell or a ConditionalStructureVAE, got "
-                        f"{type(model).__name__}.")
+                        f"{type(model).__name__}{hint}.")
     raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call "
                          "'fit' before computing coupling.")
 
