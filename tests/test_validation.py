@@ -1,6 +1,7 @@
 """Bad input at every public method gets a clear ValueError or TypeError."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
@@ -112,6 +113,17 @@ def test_labels_length_mismatch(conditional2d, statcell2d):
         ConditionalStructureVAE(**TINY).fit(GOOD)
     with pytest.raises(ValueError, match="structures is required|structure label"):
         statcell2d.transform(GOOD)
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
+@pytest.mark.parametrize("as_series", ["object", "string"])
+def test_missing_labels_are_named(missing, as_series):
+    labels = pd.Series(list(LABELS), dtype=object)
+    labels[1] = missing
+    if as_series == "string":
+        labels = labels.astype("string")
+    with pytest.raises(ValueError, match="missing .* labels"):
+        ConditionalStructureVAE(**TINY).fit(GOOD, labels)
 
 
 @pytest.mark.parametrize("param, value, error", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 
 from ._arrays import ChannelView
 
@@ -202,10 +203,8 @@ def check_labels(y, n_samples: int, *, name: str = "y", known=None) -> np.ndarra
         )
     if arr.dtype.kind == "f" and np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN labels.")
-    if arr.dtype.kind == "O" and any(
-        v is None or (isinstance(v, float) and np.isnan(v)) for v in arr
-    ):
-        raise ValueError(f"{name} contains missing (None or NaN) labels.")
+    if arr.dtype.kind == "O" and pd.isna(arr).any():  # None, NaN, pd.NA, NaT
+        raise ValueError(f"{name} contains missing (None, NaN or NA) labels.")
     if known is not None:
         known_list = np.asarray(known).tolist()
         known_set = set(known_list)
