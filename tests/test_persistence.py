@@ -147,6 +147,16 @@ def test_callbacks_are_not_saved(cells2d, tmp_path):
         assert ReferenceVAE.load(folder).callbacks is None
 
 
+def test_random_state_objects_are_not_saved(cells2d, tmp_path):
+    X = cells2d[0][:32, :2]
+    vae = ReferenceVAE(**dict(TINY, max_epochs=1, random_state=np.random.RandomState(0))).fit(X)
+    with pytest.warns(UserWarning, match="random_state is a .*not saved"):
+        folder = vae.save(tmp_path / "m")
+    loaded = ReferenceVAE.load(folder)
+    assert loaded.random_state is None
+    np.testing.assert_array_equal(loaded.transform(X), vae.transform(X))
+
+
 def test_torch_load_is_only_called_with_weights_only():
     # torch.load without weights_only=True unpickles arbitrary code.
     import ast

@@ -70,6 +70,15 @@ def _plain_params(estimator):
             UserWarning, stacklevel=3,
         )
         params["callbacks"] = None
+    seed = params.get("random_state")
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        warnings.warn(
+            f"random_state is a {type(seed).__name__}, whose state is not saved; the loaded "
+            "model has random_state=None (the weights are saved: transform is unchanged, a "
+            "refit is not reproducible). Pass an int seed to save it.",
+            UserWarning, stacklevel=3,
+        )
+        params["random_state"] = None
     return _jsonable(params)
 
 
