@@ -183,7 +183,12 @@ def test_bad_channel_parameters():
 def test_accepted_conversions(reference2d):
     # Integer, big-endian and non-contiguous arrays are converted, not rejected.
     ints = (GOOD[:, :2] * 100).astype(np.uint16)
-    assert reference2d.transform(ints).shape == (4, 4)
+    # ... with a warning: raw counts are used as they are, not rescaled.
+    with pytest.warns(UserWarning, match=r"integer images \(uint16\).*IntensityNormalizer"):
+        assert reference2d.transform(ints).shape == (4, 4)
+    with pytest.warns(UserWarning, match="integer images"):
+        ReferenceVAE(**dict(TINY, validation_fraction=0, batch_size=4)).fit(
+            np.round(GOOD[:, :2]).astype(np.uint8))
     big = GOOD[:, :2].astype(">f4")
     np.testing.assert_array_equal(reference2d.transform(big), reference2d.transform(GOOD[:, :2]))
     strided = np.zeros((4, 2, 32, 32), np.float32)[:, :, ::2, ::2]

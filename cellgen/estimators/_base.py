@@ -110,7 +110,7 @@ def _check_widths(widths):
 
 def _reference_part(X, reference_channels, n_channels_in, spatial_shape, name="X"):
     """Reference channels of ``X``, given either alone or with every channel seen in fit."""
-    X = check_images(X, name=name, spatial_ndim=len(spatial_shape), spatial_shape=spatial_shape)
+    X = _model_images(X, name=name, spatial_ndim=len(spatial_shape), spatial_shape=spatial_shape)
     n_ref = len(reference_channels)
     if X.shape[1] == n_ref:
         return X
@@ -130,6 +130,23 @@ def _seeded(seed: int, device: str):
         torch.manual_seed(seed)
         yield
 
+
+
+def _model_images(X, **kwargs):
+    """``check_images`` for a model's input, warning about integer images.
+
+    The models expect intensities of about [0, 1]; raw 8- or 16-bit counts
+    would be used as they are (a loss in the millions, or a silent mismatch
+    with a model fitted on normalized cells).
+    """
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind in "iu":
+        warnings.warn(
+            f"{kwargs.get('name', 'X')} holds integer images ({np.dtype(dtype)}), used as "
+            "they are, not rescaled; the models expect intensities of about [0, 1]: "
+            "normalize first (cellgen.preprocessing.IntensityNormalizer).",
+            UserWarning, stacklevel=3)
+    return check_images(X, **kwargs)
 
 
 def _unchanged_on_failure(fit):
@@ -467,7 +484,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
 
     def _check_X(self, X, name="X", n_channels=None):
         check_is_fitted(self, "net_")
-        return check_images(
+        return _model_images(
             X, name=name, spatial_ndim=len(self.spatial_shape_),
             n_channels=self.n_channels_in_ if n_channels is None else n_channels,
             spatial_shape=self.spatial_shape_,

@@ -12,11 +12,12 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..module import ConditionalVAE
-from ..utils import check_channel_index, check_images, check_labels, check_n_samples
+from ..utils import check_channel_index, check_labels, check_n_samples
 from ..utils._arrays import channel_view
 from ._base import (
     _COMMON_CONSTRAINTS,
     _BaseVAEEstimator,
+    _model_images,
     _reference_part,
     _unchanged_on_failure,
     _with_runtime_parameters,
@@ -257,7 +258,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         self : ConditionalStructureVAE
             The fitted estimator.
         """
-        X = check_images(X, min_channels=2)
+        X = _model_images(X, min_channels=2)
         labels = _labels(y, structures, X.shape[0])
         self.reference_channels_, self.structure_channel_ = _resolve_channels(
             self.reference_channels, self.structure_channel, X.shape[1])
@@ -361,6 +362,10 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
     def encode(self, X, structures=None):
         """Conditional posterior mean and log-variance of each cell.
 
+        The posterior of each image as given: unlike ``transform``, never
+        averaged over flips when ``augment="flips"`` (a posterior belongs to one
+        image), so ``mu`` may differ slightly from ``transform(X)``.
+
         Parameters
         ----------
         X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
@@ -462,7 +467,10 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         """Per-cell conditional ELBO, a lower bound on ``log p(x_s | x_r, label)``.
 
         Averaged over ``n_elbo_samples`` draws of ``z``; seeded, so repeated
-        calls give identical values.
+        calls on the same ``X`` give identical values. The draws follow the
+        row order, so a cell scored at another position or in another batch
+        gets other draws: the Monte Carlo noise of the ELBO, which a larger
+        ``n_elbo_samples`` shrinks.
 
         Parameters
         ----------

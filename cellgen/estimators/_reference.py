@@ -6,10 +6,11 @@ import numpy as np
 from sklearn.base import _fit_context
 
 from ..module import VAE
-from ..utils import check_images, check_n_samples
+from ..utils import check_n_samples
 from ._base import (
     _COMMON_CONSTRAINTS,
     _BaseVAEEstimator,
+    _model_images,
     _unchanged_on_failure,
     _with_runtime_parameters,
 )
@@ -167,7 +168,7 @@ class ReferenceVAE(_BaseVAEEstimator):
         self : ReferenceVAE
             The fitted estimator.
         """
-        X = check_images(X)
+        X = _model_images(X)
         self.n_channels_in_ = X.shape[1]
         self.spatial_shape_ = tuple(X.shape[2:])
         return self._fit_module(
@@ -193,6 +194,10 @@ class ReferenceVAE(_BaseVAEEstimator):
 
     def encode(self, X):
         """Posterior mean and log-variance of each cell.
+
+        The posterior of each image as given: unlike ``transform``, never
+        averaged over flips when ``augment="flips"`` (a posterior belongs to one
+        image), so ``mu`` may differ slightly from ``transform(X)``.
 
         Parameters
         ----------
@@ -292,8 +297,11 @@ class ReferenceVAE(_BaseVAEEstimator):
 
         The unweighted ELBO ``E_q[log p(x | z)] - KL(q(z | x) || p(z))`` with
         ``log p(x | z) = -sum((x - x_hat) ** 2)``, averaged over
-        ``n_elbo_samples`` draws of ``z``. Repeated calls give identical values
-        (the draws are seeded from ``random_state``) and change no state.
+        ``n_elbo_samples`` draws of ``z``. Repeated calls on the same ``X`` give
+        identical values (the draws are seeded from ``random_state``) and change
+        no state. The draws follow the row order, so a cell scored at another
+        position or in another batch gets other draws: the Monte Carlo noise of
+        the ELBO, which a larger ``n_elbo_samples`` shrinks.
 
         Parameters
         ----------

@@ -10,10 +10,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils import check_images, check_labels, check_n_samples
+from ..utils import check_labels, check_n_samples
 from ..utils._arrays import channel_view
 from . import _persist
-from ._base import _reference_part, _unchanged_on_failure
+from ._base import _model_images, _reference_part, _unchanged_on_failure
 from ._conditional import ConditionalStructureVAE, _labels, _resolve_channels
 from ._reference import ReferenceVAE
 
@@ -103,7 +103,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
 
     def _check_full(self, X):
         check_is_fitted(self, "structure_model_")
-        return check_images(X, spatial_ndim=len(self.spatial_shape_),
+        return _model_images(X, spatial_ndim=len(self.spatial_shape_),
                             n_channels=self.n_channels_in_, spatial_shape=self.spatial_shape_)
 
     def _conditional_input(self, X):
@@ -132,7 +132,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         self : StatisticalCell
             The fitted estimator.
         """
-        X = check_images(X, min_channels=2)
+        X = _model_images(X, min_channels=2)
         labels = _labels(y, structures, X.shape[0])
         self.reference_channels_, self.structure_channel_ = _resolve_channels(
             self.reference_channels, self.structure_channel, X.shape[1])
@@ -395,6 +395,11 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
 
     def score_samples(self, X, structures=None):
         """Per-cell ELBO of the whole cell: ``ELBO(x_r) + ELBO(x_s | x_r, s)``.
+
+        Seeded like the two models' ``score_samples``: repeated calls on the same
+        ``X`` give identical values. The draws follow the row order, so a cell
+        scored at another position or in another batch gets other draws: the
+        Monte Carlo noise of the ELBO, which a larger ``n_elbo_samples`` shrinks.
 
         Parameters
         ----------
