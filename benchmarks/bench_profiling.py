@@ -11,7 +11,8 @@ Methods:
 - cellgen: IntensityNormalizer -> CellAligner -> VoxelResampler (x1/2) -> PadCrop((32, 32))
   -> ReferenceVAE on DNA, F-actin and beta-tubulin -> posterior means ("latent"), and
   the pooled maps of the encoder's last two blocks ("encoder features",
-  ``ReferenceVAE.encoder_features``) -> StandardScaler;
+  ``ReferenceVAE.encoder_features``) -> StandardScaler; with several seeds, also the
+  standardized encoder features of all the fits side by side;
 - the two baselines again on the aligned 32x32 cells the model sees, so that the
   alignment's share of any gain is visible.
 
@@ -103,8 +104,8 @@ def baselines(X, where, suffix=""):
     t = time.perf_counter()
     flatten = FunctionTransformer(lambda X: X.reshape(len(X), -1))
     Z = make_pipeline(flatten, PCA(50, random_state=0)).fit_transform(X)
-    rows = evaluate("pixel PCA" + suffix, Z, meta, f"IntensityNormalizer, {where}, flattened, PCA(50)",
-                    time.perf_counter() - t)
+    rows = evaluate("pixel PCA" + suffix, Z, meta,
+                    f"IntensityNormalizer, {where}, flattened, PCA(50)", time.perf_counter() - t)
     t = time.perf_counter()
     F = make_pipeline(ImageFeatures(channels=["DNA", "Factin", "tubulin"]), StandardScaler()
                       ).set_output(transform="pandas").fit_transform(X)
@@ -128,6 +129,7 @@ if not args.skip_vae:
     widths = tuple(int(w) for w in args.widths.split(","))
     blocks = tuple(int(b) for b in args.blocks.split(","))
     augment = None if args.augment == "none" else args.augment
+    per_seed = []
     for seed in (int(v) for v in args.seeds.split(",")):
         t = time.perf_counter()
         vae = ReferenceVAE(n_latent=args.n_latent, widths=widths, beta=args.beta, lr=args.lr,
@@ -146,6 +148,14 @@ if not args.skip_vae:
         results += evaluate("cellgen encoder features", F, meta,
                             f"{settings}, blocks={blocks}, StandardScaler",
                             fit_seconds + time.perf_counter() - t)
+        per_seed.append((F, fit_seconds + time.perf_counter() - t))
+    if len(per_seed) > 1:
+        # Fits differ in what they pick up; side by side, each fit's standardized
+        # features weigh equally in the cosine.
+        results += evaluate(f"cellgen encoder features, {len(per_seed)} fits side by side",
+                            np.hstack([F for F, _ in per_seed]), meta,
+                            f"the fits above, seeds {args.seeds}, features concatenated",
+                            sum(s for _, s in per_seed))
 
 record = {
     "date": time.strftime("%Y-%m-%d"),

@@ -85,7 +85,7 @@ def test_bench_profiling_tiny_run(tmp_path):
     out = tmp_path / "p.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_profiling.py"),
-         "--data-dir", str(SHARED_DATA), "--epochs", "1", "--seeds", "0",
+         "--data-dir", str(SHARED_DATA), "--epochs", "1", "--seeds", "0,1",
          "--widths", "8,16,32,64", "--n-latent", "8", "--out", str(out)],
         env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
         timeout=300)
@@ -94,11 +94,12 @@ def test_bench_profiling_tiny_run(tmp_path):
     methods = {r["method"] for r in rows}
     assert methods == {"pixel PCA", "ImageFeatures", "pixel PCA (aligned input)",
                        "ImageFeatures (aligned input)", "cellgen latent",
-                       "cellgen encoder features"}
-    # 2 aggregates x 2 whitenings per method; the features are the last two blocks.
-    assert len(rows) == 4 * len(methods)
+                       "cellgen encoder features", "cellgen encoder features, 2 fits side by side"}
+    # 2 aggregates x 2 whitenings per method and fit; the features are the last two blocks.
+    assert len(rows) == 4 * (len(methods) + 2)
     assert {r["n_features"] for r in rows if r["method"] == "cellgen encoder features"} == {
         2 * (32 + 64)}
+    assert {r["n_features"] for r in rows if "side by side" in r["method"]} == {4 * (32 + 64)}
     # 103 treatments; accuracies are fractions that one treatment moves by about 1%.
     assert all(r["n_treatments"] == 103 and 0 <= r["NSC"] <= 1 for r in rows)
     assert "NSC mean (min-max)" in proc.stdout
