@@ -36,16 +36,24 @@ def _parse_shape(text):
 def _load_npz(path):
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"cellgen: error: --input {path} does not exist")
+        raise FileNotFoundError(f"--input {path} does not exist.")
     with np.load(path, allow_pickle=False) as data:
         missing = [k for k in ("X", "y") if k not in data.files]
         if missing:
-            raise SystemExit(
-                f"cellgen: error: --input {path} lacks the arrays {missing}; it must hold "
+            raise ValueError(
+                f"--input {path} lacks the arrays {missing}; it must hold "
                 f"'X' (n_cells, n_channels, [Z,] Y, X) and 'y' (structure labels); it has "
-                f"{data.files}"
+                f"{data.files}."
             )
-        return data["X"], data["y"].astype(str)
+        try:
+            y = data["y"]
+        except ValueError as exc:  # object arrays need pickle, which could run code
+            raise ValueError(
+                f"--input {path}: 'y' was saved as an array of Python objects, which is not "
+                "read (unpickling can run code); save the labels as strings: "
+                "np.savez(path, X=X, y=np.asarray(y, dtype=str))."
+            ) from exc
+        return data["X"], y.astype(str)
 
 
 def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, verbose,
@@ -89,10 +97,11 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
         y = meta[label_column].astype(str).to_numpy()
     else:
         y = np.full(len(X), structure_name, dtype=object)
+    source = np.arange(len(X))
     if controls:
-        X, y, _ = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
-                                         structure_channel=-1, random_state=random_state)
-    return X, np.asarray(y).astype(str), names or None
+        X, y, source = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
+                                              structure_channel=-1, random_state=random_state)
+    return X, np.asarray(y).astype(str), names or None, source
 
 
 def _fraction_in_mask(images, masks):
@@ -155,7 +164,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     n_jobs : int or None, default=None
         Parallel jobs for reading and preprocessing.
     test_fraction : float, default=0.1
-        Fraction of cells held out for the report.
+        Fraction of cells held out for the report; with control structures,
+        a cell and its control copies are held out together.
     random_state : int, default=0
         Seed of data generation, split and training.
     device : str, default="auto"
@@ -186,7 +196,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
 
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
-    meta = None
+    meta, groups = None, None
     if sum(v is not None for v in (input_path, manifest, bbbc021)) > 1:
         raise ValueError("give at most one of input_path (--input), manifest (--manifest) "
                          "and bbbc021 (--bbbc021).")
@@ -201,7 +211,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         channels = channels or ["F-actin", "DNA", "beta-tubulin"]
         controls = True if controls is None else controls
     if manifest is not None:
-        X, y, channel_names = _load_real(
+        X, y, channel_names, groups = _load_real(
             manifest, channels=channels, label_column=label_column, shape=shape,
             controls=bool(controls), n_jobs=n_jobs, verbose=verbose, random_state=random_state)
         source = (f"{len(X)} cells from {Path(manifest).name}"
@@ -216,10 +226,14 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         X, y, meta = make_cells(n_cells, ndim=len(shape), shape=shape, random_state=rng)
         source = f"{n_cells} synthetic cells (cellgen.datasets.make_cells), shape {shape}"
         channel_names = ["membrane", "DNA", "structure"]
-    n = len(X)
-    perm = rng.permutation(n)
-    n_test = max(1, int(round(test_fraction * n)))
-    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    # Hold out whole cells: a cell's control copies share its reference channels,
+    # so they go to the same side of the split.
+    groups = np.arange(len(X)) if groups is None else np.asarray(groups)
+    cells = np.unique(groups)
+    perm = cells[rng.permutation(len(cells))]
+    n_test = max(1, int(round(test_fraction * len(cells))))
+    held = np.isin(groups, perm[:n_test])
+    test, train = np.flatnonzero(held), np.flatnonzero(~held)
 
     params = dict(n_latent=n_latent, widths=tuple(widths), max_epochs=max_epochs,
                   batch_size=batch_size, lr=1e-3, beta=beta, device=device, verbose=verbose)
@@ -394,7 +408,8 @@ def main(argv=None):
     p = sub.add_parser("run", help="fit a StatisticalCell and write a report")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--input", dest="input_path", default=None,
-                   help="an .npz with arrays X and y instead of synthetic cells")
+                   help="an .npz with arrays X and y (labels saved as strings) instead of "
+                        "synthetic cells")
     p.add_argument("--manifest", default=None,
                    help="a CSV manifest of OME-TIFF cells (column 'path', one row per cell)")
     p.add_argument("--bbbc021", default=None,
@@ -406,24 +421,49 @@ def main(argv=None):
     p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
                    help="add the paper's five control structures to real cells")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel reading/preprocessing")
-    p.add_argument("--n-cells", type=int, default=1200)
-    p.add_argument("--ndim", type=int, choices=(2, 3), default=2)
-    p.add_argument("--shape", type=_parse_shape, default=None, help="e.g. 32,32 or 16,32,32")
-    p.add_argument("--epochs", dest="max_epochs", type=int, default=30)
+    p.add_argument("--n-cells", type=int, default=None,
+                   help="number of synthetic cells (default: 1200; not used with real data)")
+    p.add_argument("--ndim", type=int, choices=(2, 3), default=None,
+                   help="2D or 3D synthetic cells (default: 2, or the length of --shape)")
+    p.add_argument("--shape", type=_parse_shape, default=None,
+                   help="Y,X or Z,Y,X: the synthetic cells' shape (default 32,32 or 16,32,32), "
+                        "or the shape real cells are padded or cropped to, their long axis "
+                        "along X (e.g. 96,128)")
+    p.add_argument("--epochs", dest="max_epochs", type=int, default=30,
+                   help="training epochs of each model (default: 30)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="cells per training batch, at most the training cells (default: 32)")
-    p.add_argument("--n-latent", type=int, default=32)
+    p.add_argument("--n-latent", type=int, default=32,
+                   help="latent dimensions of each model (default: 32)")
     p.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   default=(16, 32, 64, 128), help="e.g. 32,64,128,256,512")
-    p.add_argument("--beta", type=float, default=0.05, help="KL weight of Eq. 3, in [0, 1]")
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+                   default=(16, 32, 64, 128),
+                   help="channels of the residual blocks (default: 16,32,64,128)")
+    p.add_argument("--beta", type=float, default=0.05,
+                   help="KL weight of Eq. 3, in [0, 1] (default: 0.05)")
+    p.add_argument("--random-state", type=int, default=0,
+                   help="seed of the synthetic cells, the split and training (default: 0)")
+    p.add_argument("--device", default="auto",
+                   help="torch device: auto (a GPU when present), cpu, cuda, cuda:1, mps")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print training progress")
     args = vars(parser.parse_args(argv))
     args.pop("command")
     out = args.pop("out")
-    if args["shape"] is not None and len(args["shape"]) != args["ndim"]:
-        args["ndim"] = len(args["shape"])
+    shape, ndim = args["shape"], args["ndim"]
+    if shape is not None and ndim is not None and len(shape) != ndim:
+        parser.error(f"--ndim {ndim} contradicts --shape {','.join(map(str, shape))} "
+                     f"({len(shape)} axes); give one of them.")
+    real = [k for k in ("input_path", "manifest", "bbbc021") if args[k] is not None]
+    unused = {"--n-cells": args["n_cells"] is not None and real,
+              "--ndim": ndim is not None and real,
+              "--shape": shape is not None and args["input_path"] is not None,
+              "--controls": args["controls"] is not None and args["input_path"] is not None}
+    for option, ignored in unused.items():
+        if ignored:
+            print(f"cellgen: warning: {option} is not used with "
+                  f"--{real[0].replace('_path', '').replace('_', '-')}.", file=sys.stderr)
+    args["n_cells"] = 1200 if args["n_cells"] is None else args["n_cells"]
+    args["ndim"] = len(shape) if shape is not None else (ndim or 2)
     try:
         metrics = run(out, **args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

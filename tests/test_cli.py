@@ -55,13 +55,38 @@ def test_run_on_npz_input(tmp_path):
         ["cell_periphery", "nucleoli"]
 
 
-def test_bad_input_file_is_named(tmp_path):
+def test_bad_input_file_is_named(tmp_path, capsys):
     path = tmp_path / "bad.npz"
     np.savez(path, images=np.zeros((2, 3, 16, 16)))
-    with pytest.raises(SystemExit, match="lacks the arrays"):
-        main(["run", "--out", str(tmp_path / "r"), "--input", str(path)])
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["run", "--out", str(tmp_path / "r"), "--input", str(tmp_path / "nope.npz")])
+    assert main(["run", "--out", str(tmp_path / "r"), "--input", str(path)]) == 2
+    assert "lacks the arrays ['X', 'y']" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "r"), "--input",
+                 str(tmp_path / "nope.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # Labels straight from make_cells are an object array, which needs pickle to load.
+    X, y, _ = make_cells(8, shape=(16, 16), random_state=0)
+    np.savez(path, X=X, y=y)
+    assert main(["run", "--out", str(tmp_path / "r"), "--input", str(path)]) == 2
+    assert "save the labels as strings" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_options_real_data_does_not_use_are_named(tmp_path, capsys):
+    X, y, _ = make_cells(40, shape=(16, 16), structures=["nucleoli", "cell_periphery"],
+                         random_state=0)
+    path = tmp_path / "cells.npz"
+    np.savez(path, X=X, y=y.astype(str))
+    assert main(["run", "--out", str(tmp_path / "r"), "--input", str(path), "--n-cells", "20",
+                 "--epochs", "1", "--n-latent", "2", "--widths", "8,16"]) == 0
+    assert "--n-cells is not used with --input" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_test"] == 40
+
+
+def test_ndim_contradicting_shape_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--ndim", "3", "--shape", "32,32"])
+    assert "--ndim 3 contradicts --shape 32,32" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_with_usage(capsys):
@@ -124,3 +149,5 @@ def test_run_on_bbbc021_layout(tmp_path):
                                             "control_membrane", "control_noise",
                                             "control_random"])
     assert metrics["n_train"] + metrics["n_test"] == 24 * 6
+    # Whole cells are held out, with their five control copies: 2 of the 24 cells.
+    assert metrics["n_test"] == 2 * 6
