@@ -59,7 +59,10 @@ which the cell-level interval (``ci_low``, ``ci_high``) does not.
 
 Run ``python examples/plot_coupling_synthetic.py --out coupling`` (about 7
 minutes on a 2-core CPU; ``--n-models 1`` about 3); ``--epochs`` and
-``--n-cells`` trade time for accuracy.
+``--n-cells`` trade time for accuracy. Every structure needs at least two cells
+in each phase to draw swap partners from, so the example stops before training
+when ``--n-cells`` is too small for that (below about 300; about 100 with
+``--swap-across-phases``).
 """
 
 import argparse
@@ -85,7 +88,9 @@ parser.add_argument("--conditioning", choices=["convolutional", "linear"],
                     default="convolutional", help="how the structure model sees the reference")
 parser.add_argument("--n-models", type=int, default=3,
                     help="fits of the structure model (seeds 0, 1, ...) to average")
-parser.add_argument("--n-cells", type=int, default=1200)
+parser.add_argument("--n-cells", type=int, default=1200,
+                    help="synthetic cells; at least about 300 (100 with --swap-across-phases) "
+                         "so that every structure has 2 or more cells in each phase")
 parser.add_argument("--size", type=int, default=32, help="image side in pixels")
 parser.add_argument("--n-swaps", type=int, default=5)
 parser.add_argument("--swap-across-phases", action="store_true",
@@ -97,8 +102,27 @@ start = time.perf_counter()
 # %%
 # Cells with every structure and control, a quarter of them in mitosis so the
 # phase-dependent structures (nuclear envelope, nucleoli) have enough mitotic cells.
-X, y, meta = make_cells(args.n_cells, shape=(args.size, args.size), mitosis_fraction=0.25,
-                        random_state=0)
+mitosis_fraction = 0.25
+X, y, meta = make_cells(args.n_cells, shape=(args.size, args.size),
+                        mitosis_fraction=mitosis_fraction, random_state=0)
+# Every cell needs a swap partner of its own structure (and phase), and the
+# comparison below needs every structure/phase pair: check now, not after training.
+phase = meta["cell_cycle_phase"].to_numpy()
+if args.swap_across_phases:
+    counts = pd.Series(y).value_counts()
+    smallest, share = f"structure {counts.idxmin()!r}", 1.0
+else:
+    counts = pd.crosstab(y, phase).stack()
+    structure_name, phase_name = counts.idxmin()
+    smallest = f"structure {structure_name!r} in phase {phase_name!r}"
+    share = min(mitosis_fraction, 1 - mitosis_fraction)
+if counts.min() < 2:
+    # Structures are drawn evenly and phases at random: with about 6 cells expected
+    # in the rarest group, a group under 2 cells is rare.
+    n_structures = len(np.unique(y))
+    suggested = int(np.ceil(6 * n_structures / share / 100)) * 100
+    parser.error(f"--n-cells {args.n_cells} leaves {counts.min()} cell(s) for {smallest}; "
+                 f"swaps need at least 2 cells per group. Try --n-cells {suggested} or more.")
 small = dict(n_latent=16, widths=(16, 32, 64), beta=0.01, lr=3e-3, n_elbo_samples=4,
              random_state=0)
 # Coupling is measured on the structure model alone; the reference model only
@@ -116,7 +140,6 @@ fitted = time.perf_counter()
 # Eq. 4 per cell and reference channel; make_cells puts the membrane in channel 0
 # and the DNA in channel 1. Partners share the structure and, by default, the phase.
 # Every fit scores every cell against the same partners.
-phase = meta["cell_cycle_phase"].to_numpy()
 coupling = structure_coupling(models if len(models) > 1 else model, X, y,
                               reference_names=["membrane", "DNA"],
                               n_swaps=args.n_swaps, random_state=0,

@@ -14,7 +14,9 @@ stands in for the cell body, DNA is the nucleus and beta-tubulin (microtubules)
 is the structure; every cell carries the same structure label. The default
 compound is taxol (paclitaxel, a microtubule stabilizer, as in the paper's
 Fig. 6), compared with the DMSO vehicle, all concentrations pooled, and a
-dose-response along the direction across its concentrations.
+dose-response along the direction across its concentrations. ``--compound``
+picks another treatment by its name in the manifest (case-sensitive); a name
+the data does not hold is refused before training, with the list of names.
 
 Without ``--bbbc021`` a SYNTHETIC STAND-IN runs instead: cells drawn by
 ``make_cells`` with the "nucleoli" structure are labelled control (DMSO) and
@@ -67,9 +69,13 @@ parser.add_argument("--bbbc021", default=None, help="folder with manifest.csv an
 parser.add_argument("--out", default="example_output")
 parser.add_argument("--epochs", type=int, default=20)
 parser.add_argument("--compound", default="taxol", help="treatment compared with DMSO")
-parser.add_argument("--n-latent", type=int, default=16)
+parser.add_argument("--n-latent", type=int, default=16,
+                    help="latent dimensions of each model, at least 2 (the scatter plots two)")
 parser.add_argument("--n-permutations", type=int, default=999)
 args = parser.parse_args()
+if args.n_latent < 2:
+    parser.error(f"--n-latent must be at least 2, got {args.n_latent}: the effect scatter "
+                 f"plots two latent dimensions of each space")
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 t_start = time.perf_counter()
@@ -79,6 +85,14 @@ if args.bbbc021:
     data = load_bbbc021(args.bbbc021, channels=("F-actin", "DNA", "beta-tubulin"), n_jobs=2)
     raw, meta = data.images, data.metadata.reset_index(drop=True)
     structure, compound = "beta-tubulin", args.compound
+    # A name the data does not hold would only fail after training: check it now.
+    available = sorted(set(meta.compound) - {"DMSO"})
+    if compound not in available:
+        close = [c for c in available if c.lower() == compound.lower()]
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        parser.error(f"--compound {compound!r} is not a treatment in {args.bbbc021} (names are "
+                     f"case-sensitive; DMSO is the control).{hint} Available: "
+                     f"{', '.join(available)}")
 else:
     X, y, _ = make_cells(800, shape=(68, 68), structures=["nucleoli", "cytoplasmic_puncta"],
                          random_state=0)

@@ -7,7 +7,10 @@ The Statistical Cell's preprocessing (paper, section 6.1.2) on two kinds of data
    centred and the cell flipped by skew, padded to a fixed shape; then the
    paper's five control structures are added (blank, DNA copy, cell-body copy,
    noise inside the cell, another cell's structure) and a scikit-learn Pipeline
-   of the transformers followed by a StatisticalCell is fitted.
+   of the transformers followed by a StatisticalCell is fitted. A tenth of the
+   cells is held out for scoring, each together with its control copies (which
+   share its reference channels), so training never sees a held-out cell's
+   cell body and nucleus.
 2. A 3D OME-TIFF cell (an Allen Cell Collection segmentation, ZCYX): rescaled
    to cubic voxels from the file's pixel sizes, aligned, centred, padded and
    projected to 2D.
@@ -31,6 +34,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
+from sklearn.model_selection import GroupShuffleSplit  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell  # noqa: E402
@@ -103,29 +107,40 @@ keep = np.concatenate([np.flatnonzero(y_all == label) if label == y[0] else
                                   min(args.controls_per_kind, int((y_all == label).sum())),
                                   replace=False)
                        for label in np.unique(y_all)])
-X_all, y_all = X_all[keep], y_all[keep]
+X_all, y_all, source = X_all[keep], y_all[keep], source[keep]
 # One cell with its real structure and the five controls (composites: cell body,
 # DNA, structure).
 X_show, y_show, src_show = add_control_structures(raw[show], y[show], structure_channel=2,
                                                   random_state=0)
 plot_image_grid(prepare.transform(X_show[src_show == 0]),
                 titles=list(y_show[src_show == 0])).savefig(out / "bbbc021_controls.png", dpi=90)
-print("structures:", dict(zip(*np.unique(y_all, return_counts=True))))
+print("structures:", {str(label): int(count)
+                      for label, count in zip(*np.unique(y_all, return_counts=True))})
 
 # A Pipeline of the preprocessing transformers followed by a StatisticalCell.
-test = rng.rand(len(X_all)) < 0.1
+# Hold out whole cells: a cell's control copies share its reference channels, so
+# a split over rows would train on the cell body and DNA of held-out cells.
+split = GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=0)
+_, test_rows = next(split.split(X_all, y_all, groups=source))
+test = np.zeros(len(X_all), dtype=bool)
+test[test_rows] = True
 params = dict(n_latent=32, widths=(16, 32, 64, 128), beta=0.05, lr=1e-3,
               max_epochs=args.epochs, random_state=0)
 model = make_pipeline(*[step for _, step in prepare.steps],
                       StatisticalCell(ReferenceVAE(**params), ConditionalStructureVAE(**params)))
 t0 = time.perf_counter()
 model.fit(X_all[~test], y_all[~test])
-print(f"fitted the Pipeline on {int((~test).sum())} cells in {time.perf_counter() - t0:.0f} s")
+print(f"fitted the Pipeline on {int((~test).sum())} cells in {time.perf_counter() - t0:.0f} s; "
+      f"held out {len(np.unique(source[test]))} cells ({int(test.sum())} with their controls)")
 cell = model[-1]
 X_test = model[:-1].transform(X_all[test])
 elbo = cell.score_samples(X_test, structures=y_all[test])
 for label in np.unique(y_all):
-    print(f"  held-out ELBO per cell, {label:>16}: {elbo[y_all[test] == label].mean():9.1f}")
+    held = y_all[test] == label
+    # Few copies per control can leave a structure without a held-out cell.
+    print(f"  held-out ELBO per cell, {label:>16}: " +
+          (f"{elbo[held].mean():9.1f} (n = {int(held.sum())})" if held.any() else
+           "no held-out cells"))
 # Every structure imputed into six held-out cells, written as OME-TIFFs for Fiji or napari.
 integrated = cell.impute(X_test[:6])
 labels = list(map(str, cell.classes_))
