@@ -22,6 +22,13 @@ import numpy as np
 __all__ = ["main", "run"]
 
 
+_CLI_HINTS = {
+    "pass preprocessor=": "--shape Y,X (or Z,Y,X) pads or crops every cell to one shape.",
+    "pass root=": "paths in a manifest are taken relative to the manifest's folder.",
+    "pass batch_size=": "--batch-size sets it.",
+}
+
+
 def _parse_shape(text):
     try:
         shape = tuple(int(v) for v in text.lower().replace("x", ",").split(","))
@@ -468,6 +475,10 @@ def main(argv=None):
         metrics = run(out, **args)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"cellgen: error: {exc}", file=sys.stderr)
+        # The library's messages name Python arguments; say what the command calls them.
+        hints = [hint for key, hint in _CLI_HINTS.items() if key in str(exc)]
+        for hint in hints:
+            print(f"cellgen: on the command line, {hint}", file=sys.stderr)
         return 2
     print(f"Report written to {Path(out) / 'report.md'} "
           f"(training {metrics['fit_seconds']} s on {metrics['device']}).")

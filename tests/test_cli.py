@@ -83,6 +83,17 @@ def test_options_real_data_does_not_use_are_named(tmp_path, capsys):
     assert metrics["n_train"] + metrics["n_test"] == 40
 
 
+def test_library_advice_is_translated_to_options(tmp_path, capsys):
+    X, y, _ = make_cells(20, shape=(16, 16), random_state=0)
+    path = tmp_path / "cells.npz"
+    np.savez(path, X=X, y=y.astype(str))
+    assert main(["run", "--out", str(tmp_path / "r"), "--input", str(path), "--epochs", "1",
+                 "--batch-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "pass batch_size=16 or less" in err
+    assert "on the command line, --batch-size sets it" in err
+
+
 def test_ndim_contradicting_shape_is_an_error(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--ndim", "3", "--shape", "32,32"])
