@@ -81,6 +81,19 @@ def test_correlations_known_answers():
     assert one.loc["noise", "height"] == pytest.approx(expected.statistic)
     assert p1.loc["noise", "height"] == pytest.approx(expected.pvalue)
 
+    # A collapsed dimension and a constant feature are NaN; every other pair is as
+    # scipy computes it pair by pair, also with missing feature values.
+    Zc = Z.assign(z_a=0.0)
+    fc = feats.assign(dose=0.0, height=np.where(np.arange(n) % 7 == 0, np.nan, height))
+    rho_c, p_c = latent_feature_correlations(Zc, fc, return_pvalues=True)
+    assert rho_c["dose"].isna().all() and rho_c.loc["z_a"].isna().all()
+    for dim in ("z_h", "noise"):
+        for feat in ("area", "height"):
+            ok = fc[feat].notna()
+            ref = stats.spearmanr(Zc.loc[ok, dim], fc.loc[ok, feat])
+            assert rho_c.loc[dim, feat] == pytest.approx(ref.statistic)
+            assert p_c.loc[dim, feat] == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
+
 
 def test_correlations_recover_cell_size_on_synthetic_cells(reference2d, cells2d):
     # The reference embedding of even a tiny model tracks cell area: some

@@ -260,14 +260,28 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
     if dimensions is not None:
         dims = [int(d) for d in dimensions]
         Z, names = Z[:, dims], [names[d] for d in dims]
-    # Dimensions or features that never vary have no rank correlation (NaN).
-    rho, p = stats.spearmanr(np.column_stack([Z, numeric.to_numpy()]), nan_policy="omit")
-    if np.ndim(rho) == 0:  # two columns: spearmanr gives the one coefficient, not a matrix
-        rho, p = np.array([[1.0, rho], [rho, 1.0]]), np.array([[0.0, p], [p, 0.0]])
-    k = Z.shape[1]
-    out = pd.DataFrame(rho[:k, k:], index=names, columns=numeric.columns)
+    # Pair by pair (each feature's missing cells dropped), vectorized over the
+    # dimensions; a dimension or feature that never varies has no rank correlation (NaN).
+    values = numeric.to_numpy()
+    rho = np.full((Z.shape[1], values.shape[1]), np.nan)
+    p = np.full_like(rho, np.nan)
+    for j in range(values.shape[1]):
+        keep = np.isfinite(values[:, j]) & np.isfinite(Z).all(axis=1)
+        n = int(keep.sum())
+        if n < 3:
+            continue
+        a = stats.rankdata(Z[keep], axis=0)
+        b = stats.rankdata(values[keep, j])
+        a, b = a - a.mean(axis=0), b - b.mean()
+        denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.clip((a * b[:, None]).sum(axis=0) / denom, -1.0, 1.0)
+            t = r * np.sqrt((n - 2) / np.maximum(1.0 - r * r, 1e-300))
+        rho[:, j] = np.where(denom > 0, r, np.nan)
+        p[:, j] = np.where(denom > 0, 2 * stats.t.sf(np.abs(t), n - 2), np.nan)
+    out = pd.DataFrame(rho, index=names, columns=numeric.columns)
     if return_pvalues:
-        return out, pd.DataFrame(p[:k, k:], index=names, columns=numeric.columns)
+        return out, pd.DataFrame(p, index=names, columns=numeric.columns)
     return out
 
 
