@@ -38,8 +38,15 @@ def test_partners_share_structure_and_are_never_self(n_swaps):
     assert (partners != np.arange(len(labels))[:, None]).all()
     for i, row in enumerate(partners):
         # Without replacement whenever the structure has enough other cells.
-        if (labels == labels[i]).sum() - 1 >= n_swaps:
+        others = (labels == labels[i]).sum() - 1
+        if others >= n_swaps:
             assert len(set(row)) == n_swaps
+        else:
+            # Every other cell, each used as often as n_swaps allows.
+            counts = np.bincount(row, minlength=len(labels))[labels == labels[i]]
+            counts = np.delete(counts, np.flatnonzero(np.flatnonzero(labels == labels[i]) == i))
+            assert len(counts) == others and counts.min() >= 1
+            assert counts.max() - counts.min() <= 1
 
 
 def test_partners_cover_the_other_cells():
@@ -149,8 +156,8 @@ def test_beta_weights_the_two_elbo_terms(conditional2d, few):
                                plain["elbo_swapped"], rtol=1e-5)
     # The KL term read off the posterior, independently of cellgen's arithmetic.
     mu, logvar = conditional2d.encode(X, y)
-    posterior = torch.distributions.Normal(torch.as_tensor(mu, dtype=torch.float64),
-                                           torch.as_tensor(logvar, dtype=torch.float64).mul(0.5).exp())
+    sd = torch.as_tensor(logvar, dtype=torch.float64).mul(0.5).exp()
+    posterior = torch.distributions.Normal(torch.as_tensor(mu, dtype=torch.float64), sd)
     prior = torch.distributions.Normal(0.0, 1.0)
     kl = torch.distributions.kl_divergence(posterior, prior).sum(1).numpy()
     own = kl_only[kl_only["reference"] == "DNA"].sort_values("cell")["elbo"]
@@ -194,7 +201,8 @@ def test_differential_coupling_arithmetic():
     assert d.loc["n", "c_nucleus"] == pytest.approx(1.55 / 3)
     sem = np.std(per_n, ddof=1) / np.sqrt(3)
     assert d.loc["n", "sem"] == pytest.approx(sem)
-    assert d.loc["n", "ci_high"] - d.loc["n", "ci_low"] == pytest.approx(2 * 1.959964 * sem)
+    # A t interval with 2 degrees of freedom: t(0.975, 2) = 4.302653.
+    assert d.loc["n", "ci_high"] - d.loc["n", "ci_low"] == pytest.approx(2 * 4.302653 * sem)
 
 
 def test_differential_coupling_by_metadata_and_pooled():

@@ -27,6 +27,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
@@ -37,7 +38,6 @@ from ._latent import posterior_kl
 __all__ = ["structure_coupling", "differential_coupling", "StructureCoupling"]
 
 #: Two-sided 95 % normal quantile for the standard-error interval of ``d``.
-_Z95 = 1.959963984540054
 
 
 def _resolve_model(model):
@@ -104,8 +104,11 @@ def _swap_partners(structures, n_swaps, random_state=None, groups=None):
 
     Every partner of cell ``i`` is tagged with the same structure as ``i`` (and
     is in the same group, when ``groups`` is given) and is never ``i`` itself;
-    partners are distinct when the pool has more than ``n_swaps`` cells, drawn
-    with replacement otherwise.
+    partners are distinct when the pool has more than ``n_swaps`` other cells.
+    Otherwise every other cell is a partner, as evenly as ``n_swaps`` allows
+    (counts differ by at most one), so the mean over swaps is Eq. 4's mean over
+    the other cells of the structure, exactly when ``n_swaps`` is a multiple of
+    their number.
     """
     rng = check_random_state(random_state)
     structures = np.asarray(structures, dtype=object)
@@ -121,9 +124,11 @@ def _swap_partners(structures, n_swaps, random_state=None, groups=None):
                      f"Structure {label[0]!r} has a single cell in group {label[1]!r}")
             raise ValueError(f"{where}: its reference channels cannot be swapped with another "
                              "cell of the same structure. Drop it or add cells.")
-        replace = m - 1 < n_swaps
         for pos, i in enumerate(members):
-            draw = rng.choice(m - 1, size=n_swaps, replace=replace)
+            if m - 1 >= n_swaps:
+                draw = rng.choice(m - 1, size=n_swaps, replace=False)
+            else:  # all the others, in a random order, cycled
+                draw = np.resize(rng.permutation(m - 1), n_swaps)
             # Skip the cell's own position so it is never its own partner.
             partners[i] = members[draw + (draw >= pos)]
     return partners
@@ -204,9 +209,10 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         ``["membrane", "DNA"]`` for :func:`~cellgen.datasets.make_cells`;
         ``None`` gives ``"ref<channel index>"``.
     n_swaps : int, default=10
-        Partner cells per cell (the paper's ``N_s``), drawn without
-        replacement when the structure has enough cells, with replacement
-        otherwise.
+        Partner cells per cell, drawn without replacement among the other
+        cells of the structure (the paper averages over all ``N_s`` of them;
+        a sample keeps the cost linear). A structure with ``n_swaps`` or fewer
+        other cells uses every one of them, as evenly as ``n_swaps`` allows.
     groups : array-like of shape (n_cells,) or None, default=None
         Optional second key that partners must share, for example the
         cell-cycle phase: Eq. 4 swaps among all cells of a structure, so a
@@ -352,7 +358,7 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
     d : pandas.DataFrame
         One row per group: the ``by`` columns, ``n_cells``, ``c_membrane``
         and ``c_nucleus`` (mean couplings), ``differential_coupling`` (Eq. 5),
-        its standard error ``sem`` and a 95 % normal interval ``ci_low``,
+        its standard error ``sem`` and a 95 % Student's t interval ``ci_low``,
         ``ci_high`` (NaN for a single cell). With several models, also
         ``n_models``, ``sd_between_models`` (standard deviation over the
         models of each model's own ``d``; the interval above does not include
@@ -416,8 +422,10 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
         n_cells=("d", "size"), c_membrane=("c_membrane", "mean"),
         c_nucleus=("c_nucleus", "mean"), differential_coupling=("d", "mean"),
         sem=("d", "sem"))
-    out["ci_low"] = out["differential_coupling"] - _Z95 * out["sem"]
-    out["ci_high"] = out["differential_coupling"] + _Z95 * out["sem"]
+    # Student's t, not the normal 1.96: groups of a few cells (mitotic ones) are common.
+    half = stats.t.ppf(0.975, out["n_cells"].to_numpy() - 1) * out["sem"].to_numpy()
+    out["ci_low"] = out["differential_coupling"] - half
+    out["ci_high"] = out["differential_coupling"] + half
     if several:
         per_model = per_model.merge(keys, on="cell").assign(d=ratio)
         if by:
