@@ -104,6 +104,24 @@ def test_dmso_exclusion(profiles):
     assert as_string == as_tuple and len(t_string) == len(t_tuple) == 12
 
 
+def test_euclidean_neighbours_survive_a_large_offset():
+    # Profiles far from the origin with a small spread, as unscaled features can be:
+    # the neighbours must be those of the exact distances.
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    n = 30
+    X = 1e6 + 0.05 * rng.standard_normal((n, 8))
+    prof = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)]).assign(
+        compound=[f"c{i}" for i in range(n)], moa=[f"m{i % 3}" for i in range(n)])
+    _, table = moa_accuracy(prof, metric="euclidean", features=[f"f{i}" for i in range(8)],
+                            holdout="none")
+    D = cdist(X, X)
+    np.fill_diagonal(D, np.inf)
+    expected = [f"c{j}" for j in D.argmin(axis=1)]
+    assert table["neighbour_compound"].tolist() == expected
+
+
 def test_nscb_drops_treatments_without_neighbour():
     prof = pd.DataFrame({"compound": ["a", "b", "c"], "moa": ["m1", "m1", "m2"],
                          "batches": [("x",), ("x",), ("x", "y")],

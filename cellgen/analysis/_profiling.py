@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import cdist
 
 __all__ = ["aggregate_profiles", "moa_accuracy"]
 
@@ -206,8 +207,9 @@ def _similarity(X, metric):
         # A zero profile has no direction: it is similar to nothing (0), not NaN.
         Xn = X / np.where(norms > 0, norms, 1.0)
         return Xn @ Xn.T
-    sq = (X**2).sum(1)
-    return -np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0.0, None))
+    # Differences, not |a|^2 + |b|^2 - 2ab, which cancels away the spread of
+    # large unscaled features.
+    return -cdist(X, X)
 
 
 def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
