@@ -430,6 +430,17 @@ def test_cache_manifest_detects_stale_cache(collection):
         cache_manifest(table.iloc[:4], cache, root=root)
     with pytest.raises(ValueError, match="stale: the manifest's image paths differ"):
         cache_manifest(table.iloc[::-1], cache, root=root)
+    # The same relative names in another folder are other images.
+    other = root / "elsewhere"
+    (other / "cells").mkdir(parents=True)
+    for i in range(6):
+        write_ome_tiff(other / "cells" / f"c{i}.ome.tif", cells[i][::-1].copy(),
+                       channel_names=NAMES[:2], pixel_size=(0.5, 0.5))
+    table.to_csv(other / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="stale: the manifest's image paths differ"):
+        cache_manifest(other / "manifest.csv", cache)
+    with pytest.raises(ValueError, match="stale: the manifest's image paths differ"):
+        cache_manifest(table, cache, root=other)
     with pytest.raises(ValueError, match="stale: it was built with channels=None"):
         cache_manifest(root / "manifest.csv", cache, channels="DNA")
     with pytest.raises(ValueError, match="stale: it was built with preprocessor=None"):

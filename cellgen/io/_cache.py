@@ -37,12 +37,17 @@ def _describe_preprocessor(preprocessor) -> str | None:
         return repr(preprocessor)
 
 
-def _build_key(table, path_column, channels, preprocessor) -> dict:
+def _build_key(table, root, path_column, channels, preprocessor) -> dict:
     """What the cache depends on, comparable without reading an image."""
     if channels is not None:
         channels = [channels] if isinstance(channels, (str, numbers.Integral)) else list(channels)
         channels = [c if isinstance(c, str) else int(c) for c in channels]
-    digest = hashlib.sha256("\n".join(map(str, table[path_column])).encode()).hexdigest()
+    # The files the paths name, not the text: two folders written by save_cells list
+    # the same relative names.
+    files = [Path(p) if Path(p).is_absolute() else Path(root) / str(p)
+             for p in table[path_column]]
+    files = [str(f.resolve(strict=False)) for f in files]
+    digest = hashlib.sha256("\n".join(files).encode()).hexdigest()
     return {"n_rows": len(table), "paths_sha256": digest, "channels": channels,
             "preprocessor": _describe_preprocessor(preprocessor)}
 
@@ -177,7 +182,7 @@ def cache_manifest(manifest, cache_path, *, root=None, path_column="path", chann
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
             or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}.")
-    key = _build_key(table, path_column, channels, preprocessor)
+    key = _build_key(table, root, path_column, channels, preprocessor)
     if cache_path.exists():
         reason = _stale_reason(cache_path, sidecar, key)
         if reason is None:
