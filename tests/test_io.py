@@ -154,6 +154,12 @@ def test_read_rejects_time_series(tmp_path):
                      photometric="minisblack", metadata={"axes": "TCYX"})
     with pytest.raises(ValueError, match=r"t\.ome\.tif.*one time point"):
         read_image(tmp_path / "t.ome.tif")
+    # Without a channel axis, time points must not pass for channels either.
+    for axes, shape in (("TZYX", (3, 4, 5, 6)), ("TYX", (3, 5, 6))):
+        tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros(shape, np.uint16), ome=True,
+                         photometric="minisblack", metadata={"axes": axes})
+        with pytest.raises(ValueError, match="one time point"):
+            read_image(tmp_path / "t.ome.tif")
 
 
 def test_channel_selection(tmp_path):

@@ -83,6 +83,11 @@ def _imagej_info(tif: tifffile.TiffFile, n_channels: int):
     return names, sizes
 
 
+# tifffile's axis codes that may stand for channels: samples (RGB), an unnamed
+# image sequence, unknown, and emission wavelength (lambda).
+_CHANNEL_LIKE = "SIQE"
+
+
 def _to_cell_layout(data: np.ndarray, axes: str) -> np.ndarray:
     """Reorder an array with tifffile axes into (C, [Z,] Y, X)."""
     axes = axes.upper()
@@ -94,9 +99,9 @@ def _to_cell_layout(data: np.ndarray, axes: str) -> np.ndarray:
     data = data.reshape([data.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     extra = [a for a in axes if a not in "CZYX"]
-    if extra and "C" not in axes and len(extra) == 1:
-        # One unnamed stack axis (RGB samples, pages of a plain multi-page TIFF)
-        # is taken as the channels.
+    if extra and "C" not in axes and len(extra) == 1 and extra[0] in _CHANNEL_LIKE:
+        # One unnamed stack axis (RGB samples, pages of a plain multi-page TIFF, a
+        # spectral axis) is taken as the channels; time points or positions are not.
         axes = axes.replace(extra[0], "C")
     elif extra:
         raise ValueError(
