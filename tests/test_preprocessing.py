@@ -265,6 +265,24 @@ def test_mode_normalizer_dtypes_and_3d(dtype):
     assert ((flat == 0).sum(axis=1) >= 6 * 10 * 12 - 2 * 4 * 5).all()
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_saturated_pixels_are_not_the_background(dtype):
+    # A noisy background spreads over many values, each rarer than a line of
+    # saturated pixels: those must not be taken for the background (which would
+    # blank the channel).
+    rng = np.random.RandomState(0)
+    X = rng.normal(1000, 300, (1, 1, 68, 68)).clip(0)
+    X[0, 0, 20:40, 20:40] += 3000
+    X[0, 0, 30, 25:60] = 65535
+    out = IntensityNormalizer().fit_transform(X.astype(dtype))[0, 0]
+    assert out.max() == 1.0
+    assert (out[20:40, 20:40] > 0).all()  # the bright square survives
+    assert np.median(out[:15, :15]) < 0.1  # and the background is near 0
+    # A channel of one value is still all background.
+    flat = np.full((1, 1, 8, 8), 5, dtype=dtype)
+    np.testing.assert_array_equal(IntensityNormalizer().fit_transform(flat), 0.0)
+
+
 def test_mode_normalizer_float_noisy_background():
     rng = np.random.RandomState(2)
     X = (0.3 + 0.01 * rng.randn(1, 1, 64, 64)).astype(np.float32)

@@ -30,9 +30,15 @@ def _integer_mode(values: np.ndarray) -> float:
                 shifted = shifted.astype(np.int64)
         else:
             shifted = values.astype(np.int64) - lo
-        return float(lo + np.argmax(np.bincount(shifted.ravel())))
-    uniq, counts = np.unique(values, return_counts=True)
-    return float(uniq[np.argmax(counts)])
+        uniq, counts = None, np.bincount(shifted.ravel())
+    else:
+        uniq, counts = np.unique(values, return_counts=True)
+    if lo < hi:
+        # The background is never the brightest value: a pile of pixels there is
+        # saturation (a noisy background spreads over many values, each rarer).
+        counts[-1] = 0
+    peak = int(np.argmax(counts))
+    return float(lo + peak if uniq is None else uniq[peak])
 
 
 def _float_mode(values: np.ndarray) -> float:
@@ -48,7 +54,9 @@ def _float_mode(values: np.ndarray) -> float:
         return lo
     idx = ((values - lo) * (_N_BINS / (hi - lo))).astype(np.intp)
     np.minimum(idx, _N_BINS - 1, out=idx)
-    peak = np.argmax(np.bincount(idx, minlength=_N_BINS))
+    counts = np.bincount(idx, minlength=_N_BINS)
+    counts[-1] = 0  # the brightest bin is saturation, not background (see _integer_mode)
+    peak = np.argmax(counts)
     return float(np.median(values[idx == peak]))
 
 
@@ -73,6 +81,8 @@ class IntensityNormalizer(_ImageTransformer):
         value). For floating-point images it is the peak of a 1024-bin histogram
         between the channel's minimum and maximum (the median of the values in
         the most populated bin), so pass raw integer images where you have them.
+        Either way, the channel's brightest value (or bin) is never taken for
+        the background, so saturated pixels cannot blank a channel.
         ``"percentile"``: ``(x - p_low) / (p_high - p_low)``.
     percentiles : tuple of two floats, default=(1.0, 99.8)
         Low and high percentiles (in [0, 100]) used by ``method="percentile"``.
