@@ -2,7 +2,8 @@
 
 Embed treated and untreated cells with a fitted StatisticalCell, then ask two
 questions of each latent space: did the drug move the cells (an energy-distance
-permutation test and the shift of the population centroid, treated - control),
+permutation test that exchanges whole wells, so that well-to-well differences are
+not taken for effects, and the shift of the population centroid, treated - control),
 and what does the move look like (cells sampled at fixed steps along the
 direction of effect, and structures generated along it in one typical control
 cell). The paper's expectation: the reference space (cell body and nucleus)
@@ -132,9 +133,14 @@ pick = np.flatnonzero(meta.compound.isin([compound, "DMSO"]).to_numpy())
 sub = meta.iloc[pick].reset_index(drop=True)
 is_control = (sub.compound == "DMSO").to_numpy()
 tables = []
+# Cells of one well are not independent draws: the tests permute whole wells where the
+# data names them (the synthetic stand-in has none, so its cells are the units).
+wells = ["plate", "well"] if {"plate", "well"} <= set(sub.columns) else None
 for name, Z in (("reference", z_ref[pick]), ("structure", z_struct[pick])):
-    table = drug_effects(Z, sub, n_permutations=args.n_permutations, random_state=0)
-    auc = drug_effects(Z, sub, test="auc", n_permutations=99, random_state=0)
+    table = drug_effects(Z, sub, replicate=wells, n_permutations=args.n_permutations,
+                         random_state=0)
+    auc = drug_effects(Z, sub, replicate=wells, test="auc", n_permutations=99,
+                       random_state=0)
     tables.append(table.assign(auc=auc["auc"], auc_p=auc["p_value"]).assign(embedding=name))
 effects = pd.concat(tables, ignore_index=True).set_index(["embedding", "compound"])
 print(effects.round(4).to_string())

@@ -273,3 +273,82 @@ def test_plot_dose_response():
     assert fig.axes[0].get_title().startswith("Spearman")
     with pytest.raises(ValueError, match="mean"):
         plot_dose_response(pd.DataFrame({"x": [1]}))
+
+
+# ------------------------------------------------------------ wells as units
+def _wells(rng, shift=0.0, n_wells=6, n_cells=15, well_sd=1.0):
+    """Treated and control wells whose cells share a random well offset."""
+    def side(offset):
+        means = rng.normal(0.0, well_sd, (n_wells, 3)) + offset
+        cells = np.concatenate([m + rng.normal(size=(n_cells, 3)) for m in means])
+        return cells, np.repeat(np.arange(n_wells), n_cells)
+
+    T, gT = side([shift, 0.0, 0.0])
+    C, gC = side([0.0, 0.0, 0.0])
+    return T, C, gT, gC + n_wells
+
+
+def test_singleton_units_are_the_cell_level_test():
+    rng = np.random.RandomState(0)
+    T, C = rng.normal(size=(20, 3)) + [0.5, 0, 0], rng.normal(size=(25, 3))
+    plain = energy_distance_test(T, C, n_permutations=99, random_state=3)
+    units = energy_distance_test(T, C, groups_a=np.arange(20), groups_b=np.arange(20, 45),
+                                 n_permutations=99, random_state=3)
+    assert units.statistic == plain.statistic and units.p_value == plain.p_value
+
+
+def test_well_level_permutations_are_calibrated_where_cells_are_not():
+    # No drug effect, but wells differ: permuting cells calls most of these
+    # significant; permuting wells keeps to the nominal 5%.
+    rng = np.random.RandomState(0)
+    cells_rejected = wells_rejected = 0
+    for _ in range(10):
+        T, C, gT, gC = _wells(rng)
+        cells_rejected += energy_distance_test(T, C, n_permutations=199,
+                                               random_state=0).p_value <= 0.05
+        wells_rejected += energy_distance_test(T, C, groups_a=gT, groups_b=gC,
+                                               n_permutations=199,
+                                               random_state=0).p_value <= 0.05
+    assert cells_rejected >= 5
+    assert wells_rejected <= 2
+    # A real effect still shows at the well level (C(12, 6) = 924 assignments).
+    T, C, gT, gC = _wells(rng, shift=4.0)
+    result = energy_distance_test(T, C, groups_a=gT, groups_b=gC, n_permutations=199,
+                                  random_state=0)
+    assert result.p_value <= 0.01
+
+
+def test_grouped_auc_keeps_wells_whole():
+    rng = np.random.RandomState(1)
+    T, C, gT, gC = _wells(rng, well_sd=1.5)
+    plain = classifier_auc_test(T, C, cv=3, n_permutations=19, random_state=0)
+    grouped = classifier_auc_test(T, C, groups_a=gT, groups_b=gC, cv=3, n_permutations=19,
+                                  random_state=0)
+    # Scored on cells of wells it never saw, the classifier cannot use the wells'
+    # own offsets: the grouped AUC is lower, and its p-value is not small.
+    assert grouped.statistic < plain.statistic
+    assert grouped.p_value > 0.05
+    with pytest.raises(ValueError, match="at least 3 units"):
+        classifier_auc_test(T, C, groups_a=gT % 2, groups_b=gC, cv=3)
+    with pytest.raises(ValueError, match="hold cells of both samples"):
+        energy_distance_test(T, C, groups_a=gT, groups_b=gT)
+    with pytest.raises(ValueError, match="both groups_a and groups_b"):
+        energy_distance_test(T, C, groups_a=gT)
+
+
+def test_drug_effects_with_wells_as_units():
+    rng = np.random.RandomState(2)
+    T, C, gT, gC = _wells(rng)
+    meta = pd.DataFrame({"compound": ["drug"] * len(T) + ["DMSO"] * len(C),
+                         "plate": "p1", "well": np.r_[gT, gC]})
+    Z = np.vstack([T, C])
+    by_well = drug_effects(Z, meta, replicate=["plate", "well"], n_permutations=199,
+                           random_state=0)
+    row = by_well.iloc[0]
+    assert row["n_units_treated"] == 6 and row["n_units_control"] == 6
+    direct = energy_distance_test(T, C, groups_a=gT, groups_b=gC, n_permutations=199,
+                                  random_state=np.random.RandomState(0).randint(2**31 - 1))
+    assert row["energy_distance"] == pytest.approx(direct.statistic)
+    assert row["p_value"] == pytest.approx(direct.p_value)
+    with pytest.raises(ValueError, match="hold cells of both samples"):
+        drug_effects(Z, meta, replicate="plate", n_permutations=9)

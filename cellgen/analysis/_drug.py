@@ -22,7 +22,12 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 from scipy.stats import false_discovery_control, spearmanr
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score, permutation_test_score
+from sklearn.model_selection import (
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    cross_val_score,
+    permutation_test_score,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -168,7 +173,43 @@ def _energy_statistics(D, members, n_a, n_b, row_sums, total):
     return 2.0 * s_ab / (n_a * n_b) - s_aa / n_a**2 - s_bb / n_b**2
 
 
-def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
+def _units(groups_a, groups_b, n_a, n_b):
+    """Integer unit codes of the pooled cells (A then B), or None without groups.
+
+    A unit (a well, say) is exchanged as a whole by the permutation tests, so
+    it must belong to one sample only.
+    """
+    if groups_a is None and groups_b is None:
+        return None
+    if groups_a is None or groups_b is None:
+        raise ValueError("pass both groups_a and groups_b (the unit of each cell of A and of "
+                         "B), or neither.")
+    ga = np.asarray(groups_a, dtype=object).ravel()
+    gb = np.asarray(groups_b, dtype=object).ravel()
+    if ga.shape != (n_a,) or gb.shape != (n_b,):
+        raise ValueError(f"groups_a and groups_b must hold one unit per cell ({n_a} and {n_b}); "
+                         f"got {ga.size} and {gb.size}.")
+    if pd.isna(ga).any() or pd.isna(gb).any():
+        raise ValueError("groups_a and groups_b must not hold missing values.")
+    shared = set(ga.tolist()) & set(gb.tolist())
+    if shared:
+        raise ValueError(f"units {sorted(shared, key=str)[:5]} hold cells of both samples; a "
+                         "unit (a well) must be treated or control, not both.")
+    codes, _ = pd.factorize(np.concatenate([ga, gb]))
+    return codes
+
+
+def _unit_permutations(rng, units, n_units_a, k):
+    """``k`` random reassignments of whole units to sample A: (n_cells, k) 0/1 columns."""
+    n_units = units.max() + 1
+    chosen = np.zeros((n_units, k))
+    for j in range(k):
+        chosen[rng.permutation(n_units)[:n_units_a], j] = 1.0
+    return chosen[units]
+
+
+def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=999,
+                         random_state=None):
     """Multivariate energy distance between two samples, with a permutation p-value.
 
     The energy distance (Székely and Rizzo) is
@@ -176,7 +217,13 @@ def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
     the means over all pairs (the V-statistic, diagonal zeros included, which
     is never negative). It is zero exactly when the two distributions are
     equal, so it sees changes of the mean, the spread and the shape alike.
-    The p-value comes from permuting the sample labels.
+    The p-value comes from permuting the sample labels: of single cells, or
+    with ``groups_a`` and ``groups_b`` of whole units (wells, plates).
+
+    Cells of one well share more than the treatment (the well's density,
+    focus, staining), so they are not independent draws: with several wells
+    per condition, pass the wells as groups. Permuting cells then would
+    count a well-to-well difference as an effect; permuting wells does not.
 
     Parameters
     ----------
@@ -184,6 +231,12 @@ def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
         The first sample (for example treated cells' embeddings).
     B : array-like of shape (n_b, n_features)
         The second sample (for example control cells' embeddings).
+    groups_a, groups_b : array-like of shape (n_a,) and (n_b,) or None, default=None
+        The unit (well) of each cell of ``A`` and of ``B``; a unit belongs to
+        one sample. Given, permutations reassign whole units, keeping the
+        number of units of ``A``; the smallest possible p-value is then
+        ``1 / C(n_units, n_units_a)``, so a handful of wells cannot give a
+        small one, as it should be.
     n_permutations : int, default=999
         Label permutations for the p-value; 0 skips the test (p-value NaN).
     random_state : int, RandomState instance or None, default=None
@@ -199,7 +252,8 @@ def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
     Raises
     ------
     ValueError
-        If a sample is empty, the feature counts differ or values are not finite.
+        If a sample is empty, the feature counts differ, values are not
+        finite, or a unit holds cells of both samples.
 
     See Also
     --------
@@ -227,6 +281,7 @@ def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
     n_permutations = _check_count(n_permutations, "n_permutations", 0)
     n_a, n_b = len(A), len(B)
     n = n_a + n_b
+    units = _units(groups_a, groups_b, n_a, n_b)
     D = cdist(np.vstack([A, B]), np.vstack([A, B]))
     row_sums = D.sum(axis=1)
     total = row_sums.sum()
@@ -241,12 +296,18 @@ def energy_distance_test(A, B, *, n_permutations=999, random_state=None):
     # and the blockwise products differ from the observed one by rounding only.
     threshold = observed - 1e-10 * max(abs(observed), 1.0)
     n_extreme = 0
+    n_units_a = None if units is None else len(np.unique(units[:n_a]))
     for start in range(0, n_permutations, _PERMUTATION_BLOCK):
         k = min(_PERMUTATION_BLOCK, n_permutations - start)
-        members = np.zeros((n, k))
-        for j in range(k):
-            members[rng.permutation(n)[:n_a], j] = 1.0
-        stats = _energy_statistics(D, members, n_a, n_b, row_sums, total)
+        if units is None:
+            members = np.zeros((n, k))
+            for j in range(k):
+                members[rng.permutation(n)[:n_a], j] = 1.0
+            sizes = n_a
+        else:  # whole units move, so the number of cells of A varies
+            members = _unit_permutations(rng, units, n_units_a, k)
+            sizes = members.sum(axis=0)
+        stats = _energy_statistics(D, members, sizes, n - sizes, row_sums, total)
         n_extreme += int(np.count_nonzero(stats >= threshold))
     return TwoSampleResult(observed, (1 + n_extreme) / (1 + n_permutations), n_permutations)
 
@@ -265,7 +326,8 @@ def _splitter(cv, n_min, random_state):
     raise TypeError(f"cv must be an integer or a cross-validation splitter, got {cv!r}.")
 
 
-def classifier_auc_test(A, B, *, cv=5, n_permutations=100, random_state=None):
+def classifier_auc_test(A, B, *, groups_a=None, groups_b=None, cv=5, n_permutations=100,
+                        random_state=None):
     """Cross-validated ROC AUC of a linear classifier telling two samples apart.
 
     A standardized logistic regression learns to separate ``A`` from ``B``;
@@ -280,9 +342,16 @@ def classifier_auc_test(A, B, *, cv=5, n_permutations=100, random_state=None):
         The first sample (labelled 1 for the classifier).
     B : array-like of shape (n_b, n_features)
         The second sample (labelled 0).
+    groups_a, groups_b : array-like of shape (n_a,) and (n_b,) or None, default=None
+        The unit (well) of each cell; see :func:`energy_distance_test`. Given,
+        the folds keep each unit whole
+        (:class:`~sklearn.model_selection.StratifiedGroupKFold`: the classifier
+        is scored on wells it never saw) and the permutations reassign whole
+        units; each side needs at least ``cv`` units.
     cv : int or cross-validation splitter, default=5
-        Folds of a shuffled :class:`~sklearn.model_selection.StratifiedKFold`,
-        or a splitter.
+        Folds of a shuffled :class:`~sklearn.model_selection.StratifiedKFold`
+        (:class:`~sklearn.model_selection.StratifiedGroupKFold` with groups),
+        or a splitter (given the units as ``groups`` when there are some).
     n_permutations : int, default=100
         Label permutations for the p-value; 0 skips the test (p-value NaN).
     random_state : int, RandomState instance or None, default=None
@@ -317,10 +386,13 @@ def classifier_auc_test(A, B, *, cv=5, n_permutations=100, random_state=None):
     A, B = _pair(A, B)
     n_permutations = _check_count(n_permutations, "n_permutations", 0)
     rng = check_random_state(random_state)
-    splitter = _splitter(cv, min(len(A), len(B)), rng)
+    units = _units(groups_a, groups_b, len(A), len(B))
     X = np.vstack([A, B])
     y = np.r_[np.ones(len(A), dtype=int), np.zeros(len(B), dtype=int)]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    if units is not None:
+        return _grouped_auc_test(model, X, y, units, cv, n_permutations, rng)
+    splitter = _splitter(cv, min(len(A), len(B)), rng)
     if n_permutations == 0:
         auc = cross_val_score(model, X, y, cv=splitter, scoring="roc_auc").mean()
         return TwoSampleResult(float(auc), float("nan"), 0)
@@ -328,6 +400,32 @@ def classifier_auc_test(A, B, *, cv=5, n_permutations=100, random_state=None):
         model, X, y, cv=splitter, scoring="roc_auc", n_permutations=n_permutations,
         random_state=rng.randint(np.iinfo(np.int32).max))
     return TwoSampleResult(float(auc), float(p_value), n_permutations)
+
+
+def _grouped_auc_test(model, X, y, units, cv, n_permutations, rng):
+    """``classifier_auc_test`` with whole units in the folds and in the permutations."""
+    n_units_a = len(np.unique(units[y == 1]))
+    n_units_b = len(np.unique(units[y == 0]))
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        cv = _check_count(cv, "cv", 2)
+        if min(n_units_a, n_units_b) < cv:
+            raise ValueError(f"cv={cv} folds of whole units need at least {cv} units in each "
+                             f"sample; they have {n_units_a} and {n_units_b}.")
+        seed = rng.randint(np.iinfo(np.int32).max)
+        cv = StratifiedGroupKFold(cv, shuffle=True, random_state=seed)
+    elif not hasattr(cv, "split"):
+        raise TypeError(f"cv must be an integer or a cross-validation splitter, got {cv!r}.")
+
+    def score(labels):
+        return cross_val_score(model, X, labels, groups=units, cv=cv, scoring="roc_auc").mean()
+
+    auc = float(score(y))
+    if n_permutations == 0:
+        return TwoSampleResult(auc, float("nan"), 0)
+    permuted = _unit_permutations(rng, units, n_units_a, n_permutations).astype(int)
+    null = np.array([score(permuted[:, j]) for j in range(n_permutations)])
+    p_value = (1 + np.count_nonzero(null >= auc)) / (1 + n_permutations)
+    return TwoSampleResult(auc, float(p_value), n_permutations)
 
 
 # --------------------------------------------------------------------------- #
@@ -567,7 +665,7 @@ def _feature_names(Z, n_features):
 
 
 def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
-                 test="energy", n_permutations=999, random_state=None, cv=5,
+                 replicate=None, test="energy", n_permutations=999, random_state=None, cv=5,
                  return_directions=False):
     """Effect of every treatment against the control cells, in one tidy table.
 
@@ -593,6 +691,15 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
         Columns to stratify by (for example ``"concentration"``, or
         ``["plate"]`` to compare with same-plate controls). Control cells are
         matched within each group; ``None`` pools everything.
+    replicate : str or list of str or None, default=None
+        Columns naming the experimental unit of each cell, for example
+        ``["plate", "well"]``. Given, the tests permute whole units (and the
+        ``"auc"`` folds keep them whole), so that differences between wells
+        are not counted as effects; see :func:`energy_distance_test`. The
+        table then also reports ``n_units_treated`` and ``n_units_control``.
+        With one well per condition no test can separate the drug from the
+        well: cells are then the units (``None``), and the p-value speaks of
+        those wells only.
     test : {"energy", "auc"} or None, default="energy"
         Two-sample test: :func:`energy_distance_test` (column
         ``energy_distance``) or :func:`classifier_auc_test` (column ``auc``);
@@ -626,7 +733,8 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
     Raises
     ------
     ValueError
-        If a column is missing, the treatment column has missing values,
+        If a column is missing, the treatment or replicate columns have
+        missing values, a unit holds treated and control cells,
         ``control`` is not among the treatments (the message lists those
         present), ``Z`` and ``metadata`` differ in length, or ``test`` is unknown.
 
@@ -677,6 +785,15 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
         raise ValueError(f"column {treatment!r} has {int(missing.sum())} missing value(s) (rows "
                          f"{np.flatnonzero(missing)[:5].tolist()}...): every cell needs a "
                          "treatment; drop those cells or name their treatment.")
+    rep = [] if replicate is None else (
+        [replicate] if isinstance(replicate, str) else list(replicate))
+    _columns(metadata, rep, "replicate")
+    unit = None
+    if rep:
+        if metadata[rep].isna().any(axis=None):
+            raise ValueError(f"the replicate columns {rep} have missing values; every cell "
+                             "needs its unit (well).")
+        unit = pd.MultiIndex.from_frame(metadata[rep].astype(object)).factorize()[0]
     labels = metadata[treatment].to_numpy()
     is_control = labels == control
     if not is_control.any():
@@ -699,10 +816,16 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
             origin = C.mean(axis=0)
             spread = float(np.sqrt(((C - origin) ** 2).sum(axis=1).mean()))
         for name in sorted(pd.unique(labels[idx][~is_control[idx]]), key=str):
-            T = X[idx[labels[idx] == name]]
+            treated_idx = idx[labels[idx] == name]
+            T = X[treated_idx]
             row = dict(zip(by, key), **{treatment: name}, n_treated=len(T),
                        n_control=len(C), centroid_distance=np.nan,
                        relative_distance=np.nan)
+            units = {}
+            if unit is not None:
+                units = dict(groups_a=unit[treated_idx], groups_b=unit[control_idx])
+                row["n_units_treated"] = len(np.unique(units["groups_a"]))
+                row["n_units_control"] = len(np.unique(units["groups_b"]))
             if test is not None:
                 row["energy_distance" if test == "energy" else "auc"] = np.nan
                 row["p_value"] = np.nan
@@ -717,13 +840,15 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
                 row["relative_distance"] = distance / spread if spread > 0 else np.nan
                 if distance > 0:
                     vector = delta / distance
+                smallest = (min(len(T), len(C)) if unit is None else
+                            min(row["n_units_treated"], row["n_units_control"]))
                 if test == "energy":
                     result = energy_distance_test(T, C, n_permutations=n_permutations,
-                                                  random_state=seed)
+                                                  random_state=seed, **units)
                     row["energy_distance"], row["p_value"] = result.statistic, result.p_value
-                elif test == "auc" and min(len(T), len(C)) >= min_cells:
+                elif test == "auc" and smallest >= min_cells:
                     result = classifier_auc_test(T, C, cv=cv, n_permutations=n_permutations,
-                                                 random_state=seed)
+                                                 random_state=seed, **units)
                     row["auc"], row["p_value"] = result.statistic, result.p_value
             rows.append(row)
             vectors.append(vector)
@@ -731,8 +856,9 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
         warnings.warn(f"{len(set(no_control))} group(s) of {by} have no {control!r} cells; "
                       f"their rows hold NaN: {sorted(set(no_control), key=str)[:5]}",
                       UserWarning, stacklevel=2)
-    columns = [*by, treatment, "n_treated", "n_control", "centroid_distance",
-               "relative_distance"]
+    columns = [*by, treatment, "n_treated", "n_control",
+               *(["n_units_treated", "n_units_control"] if rep else []),
+               "centroid_distance", "relative_distance"]
     if test is not None:
         columns += ["energy_distance" if test == "energy" else "auc", "p_value", "q_value"]
     effects = pd.DataFrame(rows, columns=columns)
