@@ -103,6 +103,19 @@ def test_background_noise_has_the_requested_sd(noise):
     assert corners.mean() == pytest.approx(noise / np.sqrt(2 * np.pi), rel=0.15)
 
 
+def test_a_set_of_structures_gives_the_same_cells_under_any_hash_seed():
+    import subprocess
+    import sys
+
+    code = ("from cellgen.datasets import make_cells; "
+            "print(list(make_cells(12, shape=(16, 16), random_state=0, structures="
+            "{'nucleoli', 'edge_dots', 'cell_periphery', 'control_blank'})[1]))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+                           check=True).stdout for seed in ("1", "2", "3")}
+    assert len(runs) == 1
+
+
 def test_same_seed_same_cells_other_seed_different():
     a = make_cells(30, shape=(32, 32), random_state=7)
     b = make_cells(30, shape=(32, 32), random_state=7)

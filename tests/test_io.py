@@ -180,6 +180,13 @@ def test_channel_selection(tmp_path):
         read_image(tmp_path / "c.tif", channels=3)
     with pytest.raises(ValueError, match="empty"):
         read_image(tmp_path / "c.tif", channels=[])
+    # A name two channels share is ambiguous; indices still work.
+    # (cellgen's writer refuses repeated names; other software writes them.)
+    tifffile.imwrite(tmp_path / "d.tif", cell[:2], ome=True, photometric="minisblack",
+                     metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "GFP"]}})
+    with pytest.raises(ValueError, match="'GFP' names 2 channels.*by index"):
+        read_image(tmp_path / "d.tif", channels="GFP")
+    np.testing.assert_array_equal(read_image(tmp_path / "d.tif", channels=[1])[0], cell[[1]])
 
 
 def test_read_missing_and_corrupt_files(tmp_path):

@@ -62,7 +62,8 @@ def test_convolutional_conditioning_round_trip(cells, request, tmp_path, monkeyp
     _no_pickles(monkeypatch)
     loaded = ConditionalStructureVAE.load(folder)
     assert loaded.get_params()["conditioning"] == "convolutional"
-    np.testing.assert_array_equal(loaded.transform(X, structures=y), model.transform(X, structures=y))
+    np.testing.assert_array_equal(loaded.transform(X, structures=y),
+                                  model.transform(X, structures=y))
     np.testing.assert_array_equal(loaded.impute(X[:2], "nucleoli"), model.impute(X[:2], "nucleoli"))
     assert loaded.impute(X[:2], "nucleoli").shape == (2, 1, *X.shape[2:])
 

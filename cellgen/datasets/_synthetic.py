@@ -118,6 +118,9 @@ def _check_args(n_samples, ndim, shape, structures, fraction, noise, random_stat
         raise ValueError(f"every axis of shape must be at least 8, got {shape}.")
     structures = STRUCTURES if structures is None else structures
     structures = (structures,) if isinstance(structures, str) else structures
+    if isinstance(structures, (set, frozenset)):
+        # A set's order changes with the interpreter's hash seed; the labels must not.
+        structures = sorted(structures, key=str)
     try:
         structures = tuple(dict.fromkeys(structures))  # dedupe, keep order
     except TypeError as exc:

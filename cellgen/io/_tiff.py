@@ -133,6 +133,11 @@ def _select_channels(channels, names: list[str], source: str) -> list[int]:
                 raise ValueError(
                     f"Channel {ch!r} is not in {source}; available channels: {names}."
                 )
+            if names.count(ch) > 1:
+                raise ValueError(
+                    f"Channel name {ch!r} names {names.count(ch)} channels of {source} "
+                    f"({names}); select them by index instead."
+                )
             index.append(names.index(ch))
         else:
             index.append(check_channel_index(ch, len(names), "channels"))
