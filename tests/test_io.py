@@ -513,6 +513,10 @@ def test_save_cells_3d_integer_and_source_path(tmp_path):
     assert meta_back["source_path"].tolist() == ["a.tif", "b.tif", "c.tif"]
     assert manifest.attrs == meta_back.attrs == {"channel_names": ["ch0", "ch1"],
                                                  "pixel_size": (None, None, None)}
+    # Saved again from what was loaded: the first source stays.
+    again = save_cells(tmp_path / "again", X_back, metadata=meta_back)
+    assert again.columns.tolist() == ["path", "source_path"]
+    assert again["source_path"].tolist() == ["a.tif", "b.tif", "c.tif"]
 
 
 def test_save_cells_refuses_to_overwrite(tmp_path):

@@ -44,7 +44,11 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
     metadata : pandas.DataFrame or dict, default=None
         One row per cell, written to the manifest after ``path`` (its index is
         not written). A ``path`` column in it, such as the source paths from
-        :func:`load_manifest`, is kept as ``source_path``.
+        :func:`load_manifest`, is kept as ``source_path`` (dropped when a
+        ``source_path`` is already there, from an earlier save). The manifest
+        is a plain CSV, so :func:`load_manifest` reads the values back as
+        :func:`pandas.read_csv` infers them: ``"001"`` becomes ``1``, ``"NA"``
+        a missing value, a categorical column strings.
     pixel_size : float or tuple of float, default=None
         Pixel size in micrometres, ``(Z, Y, X)`` or ``(Y, X)``.
     prefix : str, default="cell"
@@ -107,10 +111,9 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
                 "row per cell."
             )
         if "path" in metadata.columns:
-            if "source_path" in metadata.columns:
-                raise ValueError("metadata has both 'path' and 'source_path' columns; rename "
-                                 "or drop 'path', which save_cells writes itself.")
-            metadata = metadata.rename(columns={"path": "source_path"})
+            # Cells saved, loaded and saved again: the first source is the one to keep.
+            metadata = (metadata.drop(columns="path") if "source_path" in metadata.columns
+                        else metadata.rename(columns={"path": "source_path"}))
         manifest = pd.concat([manifest, metadata], axis=1)
     if directory.exists():
         if not directory.is_dir():
