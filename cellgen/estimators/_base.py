@@ -131,7 +131,6 @@ def _seeded(seed: int, device: str):
         yield
 
 
-
 def _model_images(X, **kwargs):
     """``check_images`` for a model's input, warning about integer images.
 
