@@ -607,7 +607,10 @@ def dose_response(Z, doses, direction, origin):
         NaN for a single cell) of the projection. ``frame.attrs`` holds
         ``spearman_rho`` and ``spearman_p``: Spearman's correlation of dose and
         projection over the cells, and its two-sided p-value
-        (:func:`scipy.stats.spearmanr`; NaN with fewer than two doses).
+        (:func:`scipy.stats.spearmanr`; NaN with fewer than two doses). The
+        p-value treats cells as independent; with several wells per dose,
+        pass the per-well means of the projection (and their doses) instead,
+        so that well-to-well differences are not counted as a trend.
 
     Raises
     ------
