@@ -609,7 +609,7 @@ def dose_response(Z, doses, direction, origin):
         projection over the cells, and its two-sided p-value
         (:func:`scipy.stats.spearmanr`; NaN with fewer than two doses). The
         p-value treats cells as independent; with several wells per dose,
-        pass the per-well means of the projection (and their doses) instead,
+        pass per-well mean embeddings (and the wells' doses) instead,
         so that well-to-well differences are not counted as a trend.
 
     Raises
