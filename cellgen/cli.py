@@ -63,9 +63,8 @@ def _load_npz(path):
         return data["X"], y.astype(str)
 
 
-def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, verbose,
-               random_state):
-    """Read a manifest, prepare the cells as in the paper and optionally add controls.
+def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
+    """Read a manifest and prepare the cells as in the paper.
 
     Channels are ordered cell body (membrane), DNA, then structure; the first two
     drive the alignment, and the structure channel is the last.
@@ -74,7 +73,7 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
     from sklearn.pipeline import make_pipeline
 
     from .io import load_manifest
-    from .preprocessing import CellAligner, IntensityNormalizer, PadCrop, add_control_structures
+    from .preprocessing import CellAligner, IntensityNormalizer, PadCrop
 
     manifest = Path(manifest)
     if not manifest.is_file():
@@ -104,11 +103,16 @@ def _load_real(manifest, *, channels, label_column, shape, controls, n_jobs, ver
         y = meta[label_column].astype(str).to_numpy()
     else:
         y = np.full(len(X), structure_name, dtype=object)
-    source = np.arange(len(X))
-    if controls:
-        X, y, source = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
-                                              structure_channel=-1, random_state=random_state)
-    return X, np.asarray(y).astype(str), names or None, source
+    return X, np.asarray(y).astype(str), names or None
+
+
+def _with_controls(X, y, random_state):
+    """The cells followed by the paper's five control structures made from them."""
+    from .preprocessing import add_control_structures
+
+    X, y, _ = add_control_structures(X, y, membrane_channel=0, dna_channel=1,
+                                     structure_channel=-1, random_state=random_state)
+    return X, np.asarray(y).astype(str)
 
 
 def _fraction_in_mask(images, masks):
@@ -172,7 +176,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         Parallel jobs for reading and preprocessing.
     test_fraction : float, default=0.1
         Fraction of cells held out for the report; with control structures,
-        a cell and its control copies are held out together.
+        the cells are split first and each side's controls are made from its
+        own cells, so no held-out cell (or its structure) is seen in training.
     random_state : int, default=0
         Seed of data generation, split and training.
     device : str, default="auto"
@@ -203,7 +208,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
 
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
-    meta, groups = None, None
+    meta = None
     if sum(v is not None for v in (input_path, manifest, bbbc021)) > 1:
         raise ValueError("give at most one of input_path (--input), manifest (--manifest) "
                          "and bbbc021 (--bbbc021).")
@@ -218,9 +223,9 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         channels = channels or ["F-actin", "DNA", "beta-tubulin"]
         controls = True if controls is None else controls
     if manifest is not None:
-        X, y, channel_names, groups = _load_real(
+        X, y, channel_names = _load_real(
             manifest, channels=channels, label_column=label_column, shape=shape,
-            controls=bool(controls), n_jobs=n_jobs, verbose=verbose, random_state=random_state)
+            n_jobs=n_jobs, verbose=verbose)
         source = (f"{len(X)} cells from {Path(manifest).name}"
                   + (" with the paper's control structures" if controls else "")
                   + f", shape {tuple(X.shape[2:])}")
@@ -233,14 +238,21 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         X, y, meta = make_cells(n_cells, ndim=len(shape), shape=shape, random_state=rng)
         source = f"{n_cells} synthetic cells (cellgen.datasets.make_cells), shape {shape}"
         channel_names = ["membrane", "DNA", "structure"]
-    # Hold out whole cells: a cell's control copies share its reference channels,
-    # so they go to the same side of the split.
-    groups = np.arange(len(X)) if groups is None else np.asarray(groups)
-    cells = np.unique(groups)
-    perm = cells[rng.permutation(len(cells))]
-    n_test = max(1, int(round(test_fraction * len(cells))))
-    held = np.isin(groups, perm[:n_test])
-    test, train = np.flatnonzero(held), np.flatnonzero(~held)
+    controls = bool(controls) and manifest is not None
+    n = len(X)
+    perm = rng.permutation(n)
+    # The random-cell control needs two cells on each side.
+    n_test = max(2 if controls else 1, int(round(test_fraction * n)))
+    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    if controls:
+        # Split the cells first, then make each side's controls from its own cells: a
+        # control shares its cell's reference channels (and the random one another
+        # cell's structure), so controls made before the split would leak held-out
+        # cells into training.
+        X_train, y_train = _with_controls(X[train], y[train], random_state)
+        X_test, y_test = _with_controls(X[test], y[test], random_state + 1)
+        X, y = np.concatenate([X_train, X_test]), np.concatenate([y_train, y_test])
+        train, test = np.arange(len(X_train)), np.arange(len(X_train), len(X))
 
     params = dict(n_latent=n_latent, widths=tuple(widths), max_epochs=max_epochs,
                   batch_size=batch_size, lr=1e-3, beta=beta, device=device, verbose=verbose)
