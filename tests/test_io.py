@@ -16,7 +16,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import FunctionTransformer
 
 from cellgen.io import _manifest as manifest_module
-from cellgen.io import cache_manifest, load_manifest, read_image, save_cells, write_ome_tiff
+from cellgen.io import (
+    cache_manifest,
+    load_manifest,
+    read_image,
+    read_manifest,
+    save_cells,
+    write_ome_tiff,
+)
 
 from .conftest import SHARED_DATA
 
@@ -238,6 +245,32 @@ def test_write_validates(tmp_path, kwargs, error, match):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("names", [np.array(["DNA", "actin"]), pd.Index(["DNA", "actin"]),
+                                   ("DNA", "actin"), pd.Series(["DNA", "actin"])],
+                         ids=["ndarray", "Index", "tuple", "Series"])
+def test_write_accepts_any_sequence_of_channel_names(tmp_path, names):
+    # metadata.attrs, DataFrame columns and numpy code hand names over as arrays.
+    write_ome_tiff(tmp_path / "c.ome.tif", np.zeros((2, 4, 4), np.uint8), channel_names=names)
+    assert read_image(tmp_path / "c.ome.tif")[1]["channel_names"] == ["DNA", "actin"]
+    manifest = save_cells(tmp_path / "cells", np.zeros((1, 2, 4, 4), np.uint8),
+                          channel_names=names)
+    assert manifest.attrs["channel_names"] == ["DNA", "actin"]
+    assert all(type(n) is str for n in manifest.attrs["channel_names"])
+
+
+@pytest.mark.parametrize("names, error, match", [
+    (np.array([1, 2]), TypeError, "non-empty strings"),
+    (np.array(["a", "a"]), ValueError, "unique"),
+    (pd.Index(["a", "a"]), ValueError, "unique"),
+    ({"a", "b"}, TypeError, "list of str"),
+    (np.array([["a", "b"]]), TypeError, "list of str"),
+])
+def test_write_rejects_unordered_or_non_string_channel_names(tmp_path, names, error, match):
+    with pytest.raises(error, match=match):
+        write_ome_tiff(tmp_path / "c.ome.tif", np.zeros((2, 4, 4), np.uint8),
+                       channel_names=names)
+
+
 def test_write_overwrite_and_missing_folder(tmp_path):
     path = tmp_path / "c.ome.tif"
     write_ome_tiff(path, np.zeros((1, 4, 4), np.uint8))
@@ -307,6 +340,31 @@ def test_load_manifest_dtype_channels_and_progress(collection, capsys):
     np.testing.assert_array_equal(X, cells[:, [1]])
     assert meta.attrs["channel_names"] == ["membrane"]
     assert "6/6" in capsys.readouterr().err
+
+
+def test_load_manifest_integer_dtype_refuses_values_it_cannot_hold(tmp_path):
+    # astype would wrap them around (300 -> 44 in uint8) and return wrong pixels.
+    write_ome_tiff(tmp_path / "small.ome.tif", np.full((1, 4, 4), 255, np.uint16))
+    write_ome_tiff(tmp_path / "big.ome.tif", np.full((1, 4, 4), 300, np.uint16))
+    write_ome_tiff(tmp_path / "negative.ome.tif", np.full((1, 4, 4), -5, np.int16))
+    table = pd.DataFrame({"path": ["small.ome.tif", "big.ome.tif"]})
+    X, _ = load_manifest(table.iloc[:1], root=tmp_path, dtype="uint8")
+    assert X.dtype == np.uint8 and (X == 255).all()  # values that fit are kept exactly
+    with pytest.raises(ValueError, match=r"row 1 \('.*big.ome.tif'\) holds values from 300 to "
+                                         r"300, which dtype=uint8 cannot hold \(0 to 255\)"):
+        load_manifest(table, root=tmp_path, dtype="uint8")
+    with pytest.raises(ValueError, match=r"from -5 to -5, which dtype=uint16 cannot hold"):
+        load_manifest(pd.DataFrame({"path": ["negative.ome.tif"]}), root=tmp_path,
+                      dtype=np.uint16)
+    assert load_manifest(table, root=tmp_path, dtype=None)[0].max() == 300
+    write_ome_tiff(tmp_path / "nan.ome.tif", np.full((1, 4, 4), np.nan, np.float32))
+    with pytest.raises(ValueError, match="from nan to nan, which dtype=int16 cannot hold"):
+        load_manifest(pd.DataFrame({"path": ["nan.ome.tif"]}), root=tmp_path, dtype="int16")
+    # What the preprocessor returns is converted too, and checked the same way.
+    times_100 = FunctionTransformer(lambda a: a.astype(np.int32) * 100)
+    with pytest.raises(ValueError, match=r"preprocessor's output for manifest rows 0 holds "
+                                         r"values from 25500 to 25500, which dtype=uint8"):
+        load_manifest(table.iloc[:1], root=tmp_path, dtype="uint8", preprocessor=times_100)
 
 
 class CenterCrop(TransformerMixin, BaseEstimator):
@@ -407,6 +465,33 @@ def test_load_manifest_table_errors(collection):
         load_manifest(root / "nope.csv")
     with pytest.raises(TypeError, match="DataFrame"):
         load_manifest(table.to_dict())
+
+
+def test_tilde_means_the_home_folder(collection, monkeypatch):
+    root, cells, table = collection
+    monkeypatch.setenv("HOME", str(root))  # what expanduser reads on POSIX
+    X, _ = load_manifest("~/manifest.csv")
+    np.testing.assert_array_equal(X, cells)
+    np.testing.assert_array_equal(load_manifest(table, root="~")[0], cells)
+    _, paths = read_manifest(table, root="~/")
+    assert paths == [root / p for p in table["path"]]
+    assert read_manifest("~/manifest.csv")[1] == paths
+    # Paths in the manifest: relative ones stay relative to root, "~/..." ones are expanded.
+    (root / "sub").mkdir()
+    mixed = pd.DataFrame({"path": ["~/cells/c0.ome.tif", "c1.ome.tif", "~weird.tif"]})
+    (root / "sub" / "c1.ome.tif").write_bytes((root / "cells" / "c1.ome.tif").read_bytes())
+    (root / "sub" / "~weird.tif").write_bytes((root / "cells" / "c2.ome.tif").read_bytes())
+    _, paths = read_manifest(mixed, root=root / "sub")
+    assert paths == [root / "cells" / "c0.ome.tif", root / "sub" / "c1.ome.tif",
+                     root / "sub" / "~weird.tif"]
+    X, _ = cache_manifest("~/manifest.csv", "~/cache.npy", root="~")
+    np.testing.assert_array_equal(X, cells)
+    assert (root / "cache.npy").is_file()
+    # And the single-file functions.
+    write_ome_tiff("~/one.ome.tif", cells[0])
+    np.testing.assert_array_equal(read_image("~/one.ome.tif")[0], cells[0])
+    save_cells("~/saved", cells[:2])
+    assert (root / "saved" / "manifest.csv").is_file()
 
 
 # ----------------------------------------------------------------- cache_manifest

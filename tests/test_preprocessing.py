@@ -17,10 +17,12 @@ from skimage.measure import regionprops
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from cellgen.datasets import STRUCTURES
 from cellgen.preprocessing import (
     CellAligner,
+    ImageFeatures,
     IntensityNormalizer,
     MaxProjector,
     PadCrop,
@@ -292,6 +294,31 @@ def test_mode_normalizer_float_noisy_background():
     assert out.max() == 1.0 and out.min() == 0.0
 
 
+@pytest.mark.parametrize("values, expected", [
+    # A range wider than float32 holds: binning in float32 overflowed to inf and crashed.
+    ([-3e38, 0, 0, 0, 3e38], [0, 0, 0, 0, 1]),
+    # Subtracting the mode overflows float32 too.
+    ([-3e38, -3e38, -3e38, 3e38], [0, 0, 0, 1]),
+    # So narrow a range that 1024 bins over it overflowed the scale.
+    ([0, 0, 0, 1e-45, 2.9e-45], [0, 0, 0, 0.5, 1]),
+])
+def test_mode_normalizer_extreme_float_ranges(values, expected):
+    X = np.asarray(values, np.float32).reshape(1, 1, 1, -1)
+    out = IntensityNormalizer().fit_transform(X)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0, 0], expected, atol=1e-6)
+
+
+def test_unclipped_mode_normalizer_scales_a_channel_with_nothing_above_its_mode():
+    # In float32, 100000001 (the mode: the maximum is never the background) and
+    # 100000002 (the maximum) are both 1e8: the channel had no peak above its mode
+    # and was returned unscaled, -1e8.
+    X = np.array([0, 100000001, 100000001, 100000002], np.int32).reshape(1, 1, 2, 2)
+    out = IntensityNormalizer(clip=False).fit_transform(X)
+    np.testing.assert_array_equal(out.ravel(), [-1, 0, 0, 0])
+    np.testing.assert_array_equal(IntensityNormalizer().fit_transform(X), 0.0)
+
+
 def test_percentile_normalizer():
     X = np.arange(2 * 100, dtype=np.float32).reshape(1, 2, 10, 10)
     X[0, 1] *= 3
@@ -522,7 +549,10 @@ def test_sklearn_contract(est):
         cloned.set_output(transform="arrow")
     key = next(iter(params))
     assert clone(est).set_params(**{key: params[key]}).get_params() == params
-    assert not hasattr(est, "get_feature_names_out")
+    # Images have no feature names; None lets a Pipeline pass through to a later step.
+    with pytest.raises(NotFittedError):
+        clone(est).get_feature_names_out()
+    assert cloned.get_feature_names_out() is None
 
 
 @pytest.mark.parametrize("est", ESTIMATORS[:3], ids=lambda e: type(e).__name__)
@@ -547,6 +577,23 @@ def test_invalid_parameters():
         CellAligner(center_channel=2).fit(X)
     with pytest.raises(ValueError, match="axis_channel=5 is out of range"):
         alignment_parameters(X, axis_channel=5)
+
+
+def test_pipeline_feature_names_come_from_image_features():
+    X = np.concatenate([cell_2d(a) for a in ANGLES]) * 1000
+    pipe = make_pipeline(IntensityNormalizer(), CellAligner(), PadCrop((32, 32)),
+                         ImageFeatures(), StandardScaler()).fit(X)
+    names = pipe.get_feature_names_out()
+    np.testing.assert_array_equal(names, pipe[-2].get_feature_names_out())
+    assert names[0] == "ch0_mean" and len(names) == 2 * 16
+    # The same names as the columns that set_output("pandas") gives.
+    out = clone(pipe).set_output(transform="pandas").fit(X).transform(X)
+    assert list(out.columns) == list(names)
+    # The other image transformers pass through too (3D, projected to 2D).
+    pipe3d = make_pipeline(VoxelResampler((0.3, 0.1, 0.1)), MaxProjector(),
+                           ImageFeatures(channels=["cell", "nucleus"])).fit(cell_3d(30.0))
+    names = pipe3d.get_feature_names_out()
+    assert names[0] == "cell_mean" and names[-1] == "nucleus_glcm_energy"
 
 
 def test_pipeline_with_set_output_pandas_keeps_arrays():

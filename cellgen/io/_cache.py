@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_file
-from ._manifest import _read_into, _read_table, _resolve_paths, _Stacker
+from ._manifest import _image_path, _read_into, _read_table, _resolve_paths, _Stacker
+from ._paths import _expanduser
 
 __all__ = ["cache_manifest"]
 
@@ -44,9 +45,7 @@ def _build_key(table, root, path_column, channels, preprocessor) -> dict:
         channels = [c if isinstance(c, str) else int(c) for c in channels]
     # The files the paths name, not the text: two folders written by save_cells list
     # the same relative names.
-    files = [Path(p) if Path(p).is_absolute() else Path(root) / str(p)
-             for p in table[path_column]]
-    files = [str(f.resolve(strict=False)) for f in files]
+    files = [str(_image_path(p, Path(root)).resolve(strict=False)) for p in table[path_column]]
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()
     return {"n_rows": len(table), "paths_sha256": digest, "channels": channels,
             "preprocessor": _describe_preprocessor(preprocessor)}
@@ -107,11 +106,14 @@ def cache_manifest(manifest, cache_path, *, root=None, path_column="path", chann
     Parameters
     ----------
     manifest : str, path-like or pandas.DataFrame
-        A CSV file or a table with one row per cell, as for :func:`load_manifest`.
+        A CSV file or a table with one row per cell, as for :func:`load_manifest`
+        (a leading ``~`` in its path is expanded to the home folder).
     cache_path : str or path-like
-        The ``.npy`` file to build or reuse. Its folder must exist.
+        The ``.npy`` file to build or reuse. Its folder must exist. A leading
+        ``~`` is expanded.
     root : str or path-like, default=None
-        Folder that relative paths are resolved against (see :func:`load_manifest`).
+        Folder that relative paths are resolved against (see :func:`load_manifest`);
+        a leading ``~`` is expanded.
     path_column : str, default="path"
         Column holding the image paths.
     channels : str, int or list of str or int, default=None
@@ -175,7 +177,7 @@ def cache_manifest(manifest, cache_path, *, root=None, path_column="path", chann
     >>> X, metadata = cache_manifest(folder / "cells" / "manifest.csv", folder / "cells.npy")
     """
     table, root, source = _read_table(manifest, root, path_column)
-    cache_path = Path(cache_path)
+    cache_path = _expanduser(cache_path)
     sidecar = cache_path.with_name(cache_path.name + ".json")
     if not cache_path.parent.is_dir():
         raise FileNotFoundError(f"Folder '{cache_path.parent}' of the cache does not exist.")

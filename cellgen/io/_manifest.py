@@ -22,6 +22,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from ._paths import _expanduser
 from ._tiff import read_image
 
 __all__ = ["load_manifest"]
@@ -36,13 +37,19 @@ _LOAD_CHUNK = 1024
 _MAX_LISTED = 5
 
 
+def _image_path(value, root: Path) -> Path:
+    """The file a manifest entry names: a path from ``root`` unless absolute or ``~``."""
+    path = _expanduser(value)
+    return path if path.is_absolute() else root / path
+
+
 def _read_table(manifest, root, path_column):
     """Return the manifest as a DataFrame with a fresh RangeIndex, its root and a label."""
     if isinstance(manifest, pd.DataFrame):
         table = manifest.reset_index(drop=True)
         base, source = Path.cwd(), "the manifest"
     elif isinstance(manifest, (str, os.PathLike)):
-        csv = Path(manifest)
+        csv = _expanduser(manifest)
         if not csv.is_file():
             raise FileNotFoundError(f"Manifest file '{csv}' does not exist.")
         table = pd.read_csv(csv)
@@ -59,7 +66,7 @@ def _read_table(manifest, root, path_column):
         )
     if len(table) == 0:
         raise ValueError(f"{source} is empty: it lists no cells.")
-    return table, (base if root is None else Path(root)), source
+    return table, (base if root is None else _expanduser(root)), source
 
 
 def _listing(rows, limit=_MAX_LISTED) -> str:
@@ -75,7 +82,7 @@ def _resolve_paths(table, root: Path, path_column: str, source: str) -> list[Pat
              if not isinstance(v, (str, os.PathLike)) or not str(v).strip()]
     if blank:
         raise ValueError(f"{source} has no image path in row(s) {_listing(blank)}.")
-    paths = [p if p.is_absolute() else root / p for p in map(Path, values)]
+    paths = [_image_path(v, root) for v in values]
     missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         listed = "; ".join(f"row {i}: '{p}'" for i, p in missing[:_MAX_LISTED])
@@ -99,12 +106,15 @@ def read_manifest(manifest, *, root=None, path_column="path") -> tuple[pd.DataFr
     Parameters
     ----------
     manifest : str, path-like or pandas.DataFrame
-        A CSV file with one row per cell, or the table itself.
+        A CSV file with one row per cell, or the table itself. A leading ``~``
+        in its path is expanded to the home folder.
     root : str or path-like, default=None
         Folder that relative paths are taken from: the CSV's folder by default
-        (the working directory for a DataFrame).
+        (the working directory for a DataFrame). A leading ``~`` is expanded.
     path_column : str, default="path"
-        Column holding the image paths.
+        Column holding the image paths. A leading ``~`` that names a home
+        folder (``~/...``, ``~user/...``) is expanded; other relative paths are
+        taken from ``root``.
 
     Returns
     -------
@@ -137,6 +147,29 @@ def read_manifest(manifest, *, root=None, path_column="path") -> tuple[pd.DataFr
     return table, _resolve_paths(table, Path(root).absolute(), path_column, source)
 
 
+def _out_of_range(image: np.ndarray, dtype: np.dtype) -> str | None:
+    """Why ``image`` cannot be cast to the integer ``dtype`` without wrapping, or None.
+
+    numpy's ``astype`` wraps integers around (300 becomes 44 in uint8) and turns
+    NaN or too large floats into arbitrary integers, with at most a warning; a
+    cell read that way looks like data. Floating-point targets are not checked:
+    numpy warns when a value overflows to infinity, and a value that fits loses
+    only precision.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or np.can_cast(image.dtype, dtype, "safe"):
+        return None
+    info = np.iinfo(dtype)
+    lo, hi = image.min(), image.max()
+    # Compared as Python numbers, which are exact for every integer and float.
+    lo, hi = (int(v) if image.dtype.kind in "iub" else float(v) for v in (lo, hi))
+    if lo >= info.min and hi <= info.max:  # False for NaN
+        return None
+    return (f"holds values from {lo} to {hi}, which dtype={dtype.name} cannot hold "
+            f"({info.min} to {info.max}); pass a dtype that holds them, or dtype=None to keep "
+            f"the file's type ({image.dtype})")
+
+
 def _add_note(exc: BaseException, note: str) -> None:
     if hasattr(exc, "add_note"):  # Python 3.11+
         exc.add_note(note)
@@ -165,6 +198,12 @@ def _preprocess(cells, rows, preprocessor, dtype):
                 "per cell."
             )
         if dtype is not None:
+            problem = _out_of_range(result, dtype)
+            if problem is not None:
+                raise ValueError(
+                    f"The preprocessor's output for manifest rows "
+                    f"{_listing(rows[k] for k in members)} {problem}."
+                )
             result = result.astype(dtype, copy=False)
         for k, image in zip(members, result):
             out[k] = image
@@ -179,7 +218,12 @@ def _read_batch(rows, paths, channels, preprocessor, dtype):
             image, info = read_image(path, channels=channels)
         except (FileNotFoundError, ValueError, TypeError) as exc:
             raise type(exc)(f"Manifest row {row}: {exc}") from exc
-        cells.append(image if dtype is None else image.astype(dtype, copy=False))
+        if dtype is not None:
+            problem = _out_of_range(image, dtype)
+            if problem is not None:
+                raise ValueError(f"Manifest row {row} ('{path}') {problem}.")
+            image = image.astype(dtype, copy=False)
+        cells.append(image)
         infos.append(info)
     if preprocessor is not None:
         cells = _preprocess(cells, rows, preprocessor, dtype)
@@ -294,12 +338,16 @@ def load_manifest(manifest, *, root=None, path_column="path", channels=None, pre
     Parameters
     ----------
     manifest : str, path-like or pandas.DataFrame
-        A CSV file or a table with one row per cell.
+        A CSV file or a table with one row per cell. A leading ``~`` in its
+        path is expanded to the home folder.
     root : str or path-like, default=None
         Folder that relative paths are resolved against. Defaults to the CSV
-        file's folder, or to the current directory for a DataFrame.
+        file's folder, or to the current directory for a DataFrame. A leading
+        ``~`` is expanded.
     path_column : str, default="path"
-        Column holding the image paths.
+        Column holding the image paths. A leading ``~`` that names a home
+        folder (``~/...``, ``~user/...``) is expanded; other relative paths are
+        taken from ``root``.
     channels : str, int or list of str or int, default=None
         Channels to read from every file, by name or index (see
         :func:`read_image`); ``None`` reads all of them.
@@ -311,7 +359,12 @@ def load_manifest(manifest, *, root=None, path_column="path", channels=None, pre
         see all cells at once.
     dtype : str, numpy dtype or None, default="float32"
         Data type of the returned array; cells are converted to it before the
-        preprocessor. ``None`` keeps the files' type.
+        preprocessor (and the preprocessor's output after it). ``None`` keeps
+        the files' type. An integer type must hold every value it receives:
+        a cell with values outside its range (300 for ``"uint8"``, a negative
+        value for an unsigned type, NaN) raises a ValueError instead of being
+        wrapped around as :meth:`numpy.ndarray.astype` would. Fractions are
+        truncated towards zero, as by ``astype``.
     n_jobs : int, default=None
         Number of threads reading files (``None`` means 1 unless in a
         :func:`joblib.parallel_config` context; -1 means all cores).
@@ -338,8 +391,9 @@ def load_manifest(manifest, *, root=None, path_column="path", channels=None, pre
     ValueError
         If the manifest is empty or lacks ``path_column``, a file cannot be read
         (the message names the file and its row), the files' channel names
-        differ, or the cells' shapes differ (the message gives the most common
-        shape and the rows with other shapes).
+        differ, the cells' shapes differ (the message gives the most common
+        shape and the rows with other shapes), or an integer ``dtype`` cannot
+        hold a cell's values (the message names the row and the range).
 
     See Also
     --------

@@ -9,12 +9,12 @@ with :func:`~cellgen.io.load_manifest`.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_directory
+from ._paths import _expanduser
 from ._tiff import _check_write_args, _write
 
 __all__ = ["save_cells"]
@@ -36,11 +36,13 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
     Parameters
     ----------
     directory : str or path-like
-        Folder to create. Its parent must exist.
+        Folder to create. Its parent must exist. A leading ``~`` is expanded to
+        the home folder.
     X : array-like of shape (n_cells, n_channels, [Z,] Y, X)
         The cells, stored in their own data type (see :func:`write_ome_tiff`).
-    channel_names : list of str, default=None
-        One name per channel, stored in every file.
+    channel_names : sequence of str, default=None
+        One name per channel, stored in every file (a list, tuple, 1D array of
+        str or :class:`pandas.Index`, as for :func:`write_ome_tiff`).
     metadata : pandas.DataFrame or dict, default=None
         One row per cell, written to the manifest after ``path`` (its index is
         not written). A ``path`` column in it, such as the source paths from
@@ -90,7 +92,7 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
     >>> np.array_equal(X_back, X), metadata.attrs["channel_names"]
     (True, ['membrane', 'DNA', 'structure'])
     """
-    directory = Path(directory)
+    directory = _expanduser(directory)
     X = np.asarray(X)
     if X.ndim not in (4, 5) or X.shape[0] == 0:
         raise ValueError(

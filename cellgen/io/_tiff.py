@@ -16,13 +16,13 @@ import numbers
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from ..utils._validation import check_channel_index
 from ._atomic import atomic_file
+from ._paths import _expanduser
 
 __all__ = ["read_image", "write_ome_tiff"]
 
@@ -158,7 +158,7 @@ def read_image(path, *, channels=None) -> tuple[np.ndarray, dict]:
     Parameters
     ----------
     path : str or path-like
-        The TIFF file.
+        The TIFF file; a leading ``~`` is expanded to the home folder.
     channels : str, int or list of str or int, default=None
         Channels to return, by OME channel name or by index (negative indices
         count from the end), in the order given. ``None`` returns all channels.
@@ -200,7 +200,7 @@ def read_image(path, *, channels=None) -> tuple[np.ndarray, dict]:
     >>> image.shape, image.dtype, info["channel_names"], info["pixel_size"]
     ((1, 4, 5), dtype('uint16'), ['membrane'], (0.1, 0.1))
     """
-    path = Path(path)
+    path = _expanduser(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such image file: '{path}'.")
     try:
@@ -264,8 +264,15 @@ def _check_write_args(image, channel_names, pixel_size):
         raise ValueError(f"image has an axis of length 0: shape {image.shape}.")
     n_channels, n_spatial = image.shape[0], image.ndim - 1
     if channel_names is not None:
-        if isinstance(channel_names, str) or not isinstance(channel_names, Sequence):
-            raise TypeError(f"channel_names must be a list of str; got {channel_names!r}.")
+        # Names often come as an array or Index (metadata.attrs, a DataFrame's
+        # columns); a set or a dict has no order to match the channels by.
+        ordered = isinstance(channel_names, Sequence) or (
+            hasattr(channel_names, "__array__") and np.ndim(channel_names) == 1)
+        if isinstance(channel_names, str) or not ordered:
+            raise TypeError(
+                "channel_names must be a list of str (or another ordered sequence of them: "
+                f"a tuple, a 1D array, a pandas Index); got {channel_names!r}."
+            )
         channel_names = list(channel_names)
         if len(channel_names) != n_channels:
             raise ValueError(
@@ -274,6 +281,8 @@ def _check_write_args(image, channel_names, pixel_size):
             )
         if not all(isinstance(n, str) and n for n in channel_names):
             raise TypeError(f"channel_names must be non-empty strings; got {channel_names}.")
+        # numpy's str_ is a str, but plain ones keep the OME-XML writer and attrs simple.
+        channel_names = [str(n) for n in channel_names]
         if len(set(channel_names)) != n_channels:
             raise ValueError(f"channel_names must be unique; got {channel_names}.")
     if pixel_size is not None:
@@ -318,13 +327,15 @@ def write_ome_tiff(path, image, *, channel_names=None, pixel_size=None, overwrit
     ----------
     path : str or path-like
         Destination, conventionally ending in ``.ome.tif``. Its folder must exist.
+        A leading ``~`` is expanded to the home folder.
     image : array-like of shape (n_channels, [Z,] Y, X)
         One cell. Stored in its own data type: uint8, uint16, uint32, int8,
         int16, int32, float32 or float64 (bool is stored as uint8, float16 as
         float32). A single Z plane ``(C, 1, Y, X)`` is read back as 2D.
-    channel_names : list of str, default=None
-        One unique name per channel, stored as OME ``Channel/@Name``. ``None``
-        stores no names (readers then show ``ch0``, ``ch1``, ...).
+    channel_names : sequence of str, default=None
+        One unique name per channel, stored as OME ``Channel/@Name``: a list,
+        tuple, 1D array of str or :class:`pandas.Index`. ``None`` stores no
+        names (readers then show ``ch0``, ``ch1``, ...).
     pixel_size : float or tuple of float or None, default=None
         Size of a pixel in micrometres, per spatial axis: ``(Z, Y, X)`` for 3D,
         ``(Y, X)`` for 2D; a single number applies to every axis and ``None``
@@ -339,10 +350,11 @@ def write_ome_tiff(path, image, *, channel_names=None, pixel_size=None, overwrit
     FileNotFoundError
         If the folder of ``path`` does not exist.
     TypeError
-        If the data type cannot be stored in an OME-TIFF.
+        If the data type cannot be stored in an OME-TIFF, or ``channel_names``
+        is not a sequence of non-empty strings.
     ValueError
-        If ``image`` is not one 2D or 3D cell, or ``channel_names`` or
-        ``pixel_size`` do not match its shape.
+        If ``image`` is not one 2D or 3D cell, ``channel_names`` or
+        ``pixel_size`` do not match its shape, or two channels share a name.
 
     See Also
     --------
@@ -362,7 +374,7 @@ def write_ome_tiff(path, image, *, channel_names=None, pixel_size=None, overwrit
     >>> np.array_equal(image, cell), info["axes"], info["pixel_size"]
     (True, 'CZYX', (0.29, 0.108, 0.108))
     """
-    path = Path(path)
+    path = _expanduser(path)
     image, channel_names, pixel_size = _check_write_args(image, channel_names, pixel_size)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Cannot write '{path}': folder '{path.parent}' does not exist.")

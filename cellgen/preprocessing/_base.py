@@ -3,7 +3,8 @@
 Images are ``(n_cells, n_channels, [Z,] Y, X)`` arrays, not tables, so these
 transformers opt out of scikit-learn's automatic output wrapping (which would try
 to turn a 4D or 5D array into a DataFrame) yet still accept ``set_output``, which
-``Pipeline.set_output`` calls on every step.
+``Pipeline.set_output`` calls on every step, and answer ``get_feature_names_out``
+with None, which ``Pipeline.get_feature_names_out`` passes to the next step.
 """
 
 from __future__ import annotations
@@ -77,6 +78,27 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
             self._sklearn_output_config = {}
         self._sklearn_output_config["transform"] = transform
         return self
+
+    def get_feature_names_out(self, input_features=None):
+        """Return None: images have no feature names.
+
+        Present so that ``Pipeline.get_feature_names_out`` can pass through
+        these steps to a later one that names its own outputs whatever its
+        input, such as :class:`~cellgen.preprocessing.ImageFeatures` or an
+        embedding model: the pipeline then returns that step's names.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored: the inputs are images, not named columns.
+
+        Returns
+        -------
+        feature_names_out : None
+            Always None.
+        """
+        check_is_fitted(self, "n_channels_in_")
+        return None
 
     # ------------------------------------------------------------------ validation
     def _validate_fit_input(self, X, **kwargs):

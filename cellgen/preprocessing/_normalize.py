@@ -52,7 +52,13 @@ def _float_mode(values: np.ndarray) -> float:
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         return lo
-    idx = ((values - lo) * (_N_BINS / (hi - lo))).astype(np.intp)
+    scale = _N_BINS / (hi - lo)
+    # float32 arithmetic keeps the bins (and so the mode) of ordinary images as they
+    # have always been, but overflows to inf where the range exceeds float32's (values
+    # near +-3.4e38) or is so narrow that the scale does: bin in float64 there.
+    limit = float(np.finfo(values.dtype).max)
+    work = values if max(hi - lo, scale) <= limit else values.astype(np.float64)
+    idx = ((work - lo) * scale).astype(np.intp)
     np.minimum(idx, _N_BINS - 1, out=idx)
     counts = np.bincount(idx, minlength=_N_BINS)
     counts[-1] = 0  # the brightest bin is saturation, not background (see _integer_mode)
@@ -112,6 +118,16 @@ class IntensityNormalizer(_ImageTransformer):
     -----
     A channel that holds a single value (all background) becomes all zeros,
     never NaN; so does a channel whose two percentiles coincide.
+
+    With ``method="mode"`` and ``clip=False``, a channel is divided by its
+    maximum minus its mode, so pixels darker than the background may fall below
+    -1. A channel with nothing above its mode (which happens only when float32
+    rounds an integer mode above 2**24 onto the maximum) is divided by its
+    largest deviation below the mode instead, into [-1, 0].
+
+    Floating-point images whose range exceeds float32's (values near
+    ±3.4e38) are binned and rescaled in float64, so they normalize like any
+    other; NaN and infinite values are rejected.
 
     ``set_output`` is accepted (so that ``Pipeline.set_output`` works), but the
     output is always a float32 ndarray: images have no tabular form.
@@ -206,13 +222,35 @@ class IntensityNormalizer(_ImageTransformer):
         for i in range(X.shape[0]):
             for c in range(X.shape[1]):
                 modes[i, c] = _integer_mode(raw[i, c]) if raw is not None else _float_mode(X[i, c])
+        out = self._rescale(X, modes)
+        if out is None:
+            # A channel spanning more than float32 can hold (values near +-3.4e38)
+            # overflowed in the subtraction; float64 cannot. The scaled values fit float32
+            # again: the mode lies at least one bin (1/1024 of the range) below the maximum.
+            out = self._rescale(X.astype(np.float64), modes.astype(np.float64))
+            out = out.astype(np.float32)
+        return out
+
+    def _rescale(self, X, modes):
+        """``X`` minus each channel's mode, over its peak; None if the subtraction overflowed."""
         bcast = (slice(None), slice(None)) + (None,) * (X.ndim - 2)
-        out = X - modes[bcast]
+        with np.errstate(over="ignore"):  # detected below, and handled by the caller
+            out = X - modes[bcast]
         if self.clip:
             np.maximum(out, 0.0, out=out)
-        peak = out.reshape(X.shape[0], X.shape[1], -1).max(axis=-1)
+        flat = out.reshape(X.shape[0], X.shape[1], -1)
+        peak = flat.max(axis=-1)
+        low = np.zeros_like(peak) if self.clip else flat.min(axis=-1)
+        if not (np.isfinite(peak).all() and np.isfinite(low).all()):
+            return None
+        if not self.clip:
+            # A channel with nothing above its mode (float32 can round an integer
+            # mode above 2**24 onto the maximum) would be left unscaled, in raw
+            # intensity units: scale it by its deepest value instead, into [-1, 0].
+            peak = np.where(peak > 0, peak, -low)
         # An all-background channel has peak 0: leave it at zero instead of 0 / 0.
-        out /= np.where(peak > 0, peak, 1.0).astype(np.float32)[bcast]
+        scale = np.where(peak > 0, peak, 1.0)
+        out /= scale.astype(out.dtype)[bcast]
         return out
 
     def _by_percentiles(self, X, lo, hi):
