@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cellgen.datasets import STRUCTURES
+from cellgen.datasets import STRUCTURES, make_cells
 from cellgen.preprocessing import (
     CellAligner,
     ImageFeatures,
@@ -124,6 +124,15 @@ def test_alignment_parameters_report_the_drawn_geometry(angle):
     nucleus = np.array(ndi.center_of_mass(X[0, 1]))
     np.testing.assert_allclose(params.loc[0, ["shift_y", "shift_x"]].to_numpy(float),
                                centre_of((64, 64)) - nucleus, atol=1e-6)
+
+
+def test_align_memmap_gives_a_plain_array(tmp_path):
+    X, _, _ = make_cells(6, shape=(16, 16), random_state=0)
+    np.save(tmp_path / "cells.npy", X)
+    mm = np.load(tmp_path / "cells.npy", mmap_mode="r")
+    out = CellAligner().fit_transform(mm)
+    assert type(out) is np.ndarray  # like every other transformer, not a memmap
+    np.testing.assert_array_equal(out, CellAligner().fit_transform(X))
 
 
 def test_align_to_y_axis():

@@ -229,7 +229,9 @@ class CellAligner(_ImageTransformer):
     axis : {-1, -2}, default=-1
         Spatial axis the major axis is sent to: -1 for X, -2 for Y.
     order : int, default=1
-        Spline order of the resampling, 0 to 5; use 0 for masks.
+        Spline order of the resampling, 0 to 5; use 0 for masks. Orders above
+        1 can overshoot at sharp edges, so values may leave the input's range
+        by a few percent.
     n_jobs : int or None, default=None
         Number of parallel workers over chunks of cells (threads). ``None``
         means 1 unless in a :func:`joblib.parallel_config` context.
@@ -342,7 +344,8 @@ class CellAligner(_ImageTransformer):
         matrices, offsets, _ = _alignments(
             X[:, a], X[:, c], axis=self.axis, rotate=self.rotate, center=self.center,
             flip=self.flip)
-        out = np.empty_like(X)
+        # np.empty, not empty_like, which would make an unbacked memmap of a memmap chunk.
+        out = np.empty(X.shape, dtype=X.dtype)
         for i in range(X.shape[0]):
             for ch in range(X.shape[1]):
                 ndi.affine_transform(X[i, ch], matrices[i], offsets[i], output=out[i, ch],
