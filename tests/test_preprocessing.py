@@ -294,6 +294,16 @@ def test_saturated_pixels_are_not_the_background(dtype):
     np.testing.assert_array_equal(IntensityNormalizer().fit_transform(flat), 0.0)
 
 
+def test_integer_torch_tensor_is_normalized_like_the_numpy_array():
+    torch = pytest.importorskip("torch")
+    rng = np.random.RandomState(3)
+    X = rng.normal(1000, 300, (2, 2, 24, 24)).clip(0).astype(np.int16)
+    X[:, :, 8:16, 8:16] += 2000
+    expected = IntensityNormalizer().fit_transform(X)
+    np.testing.assert_array_equal(IntensityNormalizer().fit_transform(torch.from_numpy(X)),
+                                  expected)
+
+
 def test_mode_normalizer_float_noisy_background():
     rng = np.random.RandomState(2)
     X = (0.3 + 0.01 * rng.randn(1, 1, 64, 64)).astype(np.float32)

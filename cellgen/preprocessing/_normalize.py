@@ -207,7 +207,12 @@ class IntensityNormalizer(_ImageTransformer):
         """
         Xf = self._validate_transform_input(X)
         # The mode of integer data is exact, so look at the dtype before float32.
-        raw = np.asarray(X) if isinstance(X, (np.ndarray, list, tuple)) else None
+        if isinstance(X, (np.ndarray, list, tuple)):
+            raw = np.asarray(X)
+        elif hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor, as numpy
+            raw = X.detach().cpu().numpy()
+        else:
+            raw = None
         lo, hi = self._check_percentiles()
         if self.method == "percentile":
             return self._map_cells(lambda x: self._by_percentiles(x, lo, hi), [Xf], self.n_jobs)
