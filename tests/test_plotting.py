@@ -235,6 +235,30 @@ def test_reconstructions_two_rows_same_scaling(rng):
     assert len(fig3d.axes) == 8
 
 
+def test_grid_options_pass_through_without_clashing(rng):
+    # The wrappers' own defaults (row labels, spatial_ndim) give way to the caller's.
+    fig = plot_reconstructions(rng.random((3, 2, 8, 8)), rng.random((3, 2, 8, 8)),
+                               row_labels=["cell", "model"], spatial_ndim=2)
+    assert [fig.axes[0].get_ylabel(), fig.axes[3].get_ylabel()] == ["cell", "model"]
+    from cellgen.plotting import plot_latent_walk
+
+    assert len(plot_latent_walk(rng.random((2, 5, 2, 8, 8)), spatial_ndim=2).axes) == 10
+
+
+def test_missing_values_are_drawn_or_skipped_not_lost(rng):
+    from cellgen.plotting import plot_coupling, plot_effect_scatter
+
+    # Cells without a group are one group of their own, counted in the legend.
+    fig = plot_effect_scatter(rng.random((6, 3)),
+                              pd.Series(["x", "x", "y", "y", np.nan, np.nan]))
+    assert [len(c.get_offsets()) for c in fig.axes[0].collections] == [2, 2, 2]
+    # A reference whose couplings are all NaN: nothing to draw, but no KeyError.
+    c = pd.DataFrame({"cell": [0, 0, 1, 1], "structure": "a",
+                      "reference": ["membrane", "DNA"] * 2,
+                      "coupling": [0.9, np.nan, 0.8, np.nan]})
+    assert len(plot_coupling(c).axes) == 1
+
+
 def test_reconstructions_bad_inputs(rng):
     with pytest.raises(ValueError, match="same shape"):
         plot_reconstructions(rng.random((4, 3, 8, 8)), rng.random((4, 3, 8, 6)))

@@ -395,7 +395,9 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
     for arg, name in (("membrane", membrane), ("nucleus", nucleus)):
         if name not in known:
             raise ValueError(f"{arg}={name!r} is not a reference channel of coupling; "
-                             f"known: {known}.")
+                             f"known: {known}. Pass {arg}= one of them, or name the "
+                             "channels when computing the coupling: "
+                             "structure_coupling(..., reference_names=['membrane', 'DNA']).")
     by = [by] if isinstance(by, str) else list(by)
     several = "model" in coupling.columns
     if several and "model" in by:

@@ -81,9 +81,14 @@ def plot_coupling(coupling, *, membrane="membrane", nucleus="DNA", ax=None):
     for arg, name in (("membrane", membrane), ("nucleus", nucleus)):
         if name not in refs:
             raise ValueError(f"{arg}={name!r} is not a reference of coupling; known: "
-                             f"{sorted(map(str, refs))}.")
+                             f"{sorted(map(str, refs))}. Pass {arg}= one of them, or name "
+                             "the channels when computing the coupling: "
+                             "structure_coupling(..., reference_names=['membrane', 'DNA']).")
     wide = coupling.pivot_table(index=["cell", "structure"], columns="reference",
                                 values="coupling", aggfunc="mean").reset_index()
+    for name in (membrane, nucleus):
+        if name not in wide.columns:  # all its couplings NaN: pivot_table dropped it
+            wide[name] = np.nan
     fig, ax = _new_axes(ax, (5.0, 4.5))
     labels = list(pd.unique(wide["structure"]))
     cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]

@@ -36,7 +36,9 @@ def plot_drug_direction(images_along, *, positions=None, titles=None, row_labels
     images_along : array-like
         One strip ``(n_steps, n_channels, [Z,] Y, X)``, or several strips on
         top of each other ``(n_rows, n_steps, n_channels, [Z,] Y, X)`` (for
-        example real cells over generated ones).
+        example real cells over generated ones). Stacked 2D strips and one
+        strip of 3D cells both have five axes: pass ``spatial_ndim=2`` for
+        the former (without it, five axes are read as one 3D strip).
     positions : sequence of float or None, default=None
         Coordinate of each step along the direction, written as the column
         titles (``t=...``) when ``titles`` is None.
@@ -166,8 +168,10 @@ def plot_effect_scatter(Z, groups, *, dims=(0, 1), direction=None, origin=None, 
         ax = fig.add_subplot()
     else:
         fig = _root_figure(ax)
+    missing = pd.isna(groups)
     for label in pd.unique(groups):
-        mask = groups == label
+        # NaN never equals itself: cells without a group are drawn as one group.
+        mask = missing if pd.isna(label) else (groups == label) & ~missing
         ax.scatter(Z[mask, dims[0]], Z[mask, dims[1]], s=8, alpha=0.6, linewidths=0,
                    color=colors.get(label), label=f"{label} (n={int(mask.sum())})")
     if direction is not None:

@@ -619,13 +619,10 @@ def plot_reconstructions(originals, reconstructions, *, n=8, colors=None, **kwar
         # make any reconstruction look as bright as its original.
         scale = _scale_per_channel(np.nan_to_num(orig))
         orig, recon = orig / scale, recon / scale
-    return plot_image_grid(
-        np.stack([orig, recon]),
-        row_labels=["original", "reconstruction"],
-        colors=colors,
-        spatial_ndim=orig.ndim - 2,
-        **kwargs,
-    )
+    # Defaults that a caller's own row labels or spatial_ndim replace.
+    kwargs.setdefault("row_labels", ["original", "reconstruction"])
+    kwargs.setdefault("spatial_ndim", orig.ndim - 2)
+    return plot_image_grid(np.stack([orig, recon]), colors=colors, **kwargs)
 
 
 def plot_channels(

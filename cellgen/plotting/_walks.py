@@ -55,8 +55,8 @@ def plot_latent_walk(images, steps=None, *, dimension_names=None, **kwargs):
         titles = [[f"{v:+.2f}" for v in row] for row in steps]
     if dimension_names is not None and len(dimension_names) != rows:
         raise ValueError(f"dimension_names needs {rows} names, got {len(dimension_names)}.")
-    return plot_image_grid(images, titles=titles, row_labels=dimension_names,
-                           spatial_ndim=images.ndim - 3, **kwargs)
+    kwargs.setdefault("spatial_ndim", images.ndim - 3)
+    return plot_image_grid(images, titles=titles, row_labels=dimension_names, **kwargs)
 
 
 def plot_feature_correlations(rho, *, ax=None, cmap="RdBu_r"):
