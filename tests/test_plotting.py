@@ -259,6 +259,40 @@ def test_missing_values_are_drawn_or_skipped_not_lost(rng):
     assert len(plot_coupling(c).axes) == 1
 
 
+def test_edge_tables_give_honest_figures(rng):
+    from cellgen.analysis import rank_latent_dimensions
+    from cellgen.plotting import (
+        plot_differential_coupling,
+        plot_latent_ranking,
+        plot_rate_distortion,
+    )
+
+    # A row whose phase is missing still gets its bar.
+    d = pd.DataFrame({"structure": ["a", "a"], "cell_cycle_phase": ["interphase", np.nan],
+                      "differential_coupling": [0.5, 0.2]})
+    bars = plot_differential_coupling(d).axes[0].patches
+    assert sorted(round(b.get_height(), 6) for b in bars) == [0.2, 0.5]
+    # Without log-variances there is no KL, and no empty KL axis either.
+    assert len(plot_latent_ranking(rank_latent_dimensions(rng.random((20, 4)))).axes) == 1
+    with pytest.raises(ValueError, match="sweep is empty"):
+        plot_rate_distortion(pd.DataFrame(columns=["beta", "rate", "distortion"]))
+
+
+def test_many_channels_and_structures_keep_distinct_colours(rng):
+    from cellgen.plotting import plot_coupling
+    from cellgen.plotting._images import _default_colors
+
+    colours = {tuple(np.round(c, 3)) for c in _default_colors(16, None)}
+    assert len(colours) == 16
+    n = 25  # more structures than tab20 has colours
+    c = pd.DataFrame({"cell": np.repeat(np.arange(n), 2),
+                      "structure": np.repeat([f"s{i}" for i in range(n)], 2),
+                      "reference": ["membrane", "DNA"] * n, "coupling": rng.random(2 * n)})
+    drawn = {tuple(np.round(p.get_facecolor()[0][:3], 3))
+             for p in plot_coupling(c).axes[0].collections}
+    assert len(drawn) == n
+
+
 def test_reconstructions_bad_inputs(rng):
     with pytest.raises(ValueError, match="same shape"):
         plot_reconstructions(rng.random((4, 3, 8, 8)), rng.random((4, 3, 8, 6)))

@@ -91,11 +91,15 @@ def plot_coupling(coupling, *, membrane="membrane", nucleus="DNA", ax=None):
             wide[name] = np.nan
     fig, ax = _new_axes(ax, (5.0, 4.5))
     labels = list(pd.unique(wide["structure"]))
-    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    for k, label in enumerate(labels):
+    if len(labels) <= 20:
+        cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
+        colors = [cmap(k) for k in range(len(labels))]
+    else:  # more structures than a qualitative map has colours: spread hues evenly
+        colors = [colormaps["hsv"](k / len(labels)) for k in range(len(labels))]
+    for label, color in zip(labels, colors, strict=True):
         rows = wide[wide["structure"] == label]
         ax.scatter(rows[membrane].to_numpy(float), rows[nucleus].to_numpy(float), s=9,
-                   alpha=0.7, color=cmap(k % cmap.N), label=str(label), linewidths=0)
+                   alpha=0.7, color=color, label=str(label), linewidths=0)
     ax.axvline(1.0, color="0.6", linestyle=":", linewidth=1)
     ax.axhline(1.0, color="0.6", linestyle=":", linewidth=1)
     ax.set_xlabel(f"coupling to {membrane} (Eq. 4; < 1 is coupled)")
@@ -143,6 +147,10 @@ def plot_differential_coupling(d_frame, *, ax=None):
     3
     """
     _check_frame(d_frame, "d_frame", ["structure", "differential_coupling"])
+    if "cell_cycle_phase" in d_frame.columns and d_frame["cell_cycle_phase"].isna().any():
+        # NaN never equals itself, so those rows would match no phase: name them.
+        phase = d_frame["cell_cycle_phase"].astype(object)
+        d_frame = d_frame.assign(cell_cycle_phase=phase.where(phase.notna(), "unknown"))
     structures = list(pd.unique(d_frame["structure"]))
     phases = (list(pd.unique(d_frame["cell_cycle_phase"]))
               if "cell_cycle_phase" in d_frame.columns else [None])

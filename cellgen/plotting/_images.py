@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.colors import to_rgb
+from matplotlib.colors import hsv_to_rgb, to_rgb
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -158,7 +158,10 @@ def _default_colors(n_channels: int, channels: list[int] | None):
         channels is not None and len(channels) == 1
     ):
         return [_GREY]
-    full = [_PALETTE[i % len(_PALETTE)] for i in range(n_channels)]
+    # Past the palette, hues a golden-ratio step apart keep every channel distinct.
+    full = [_PALETTE[i] if i < len(_PALETTE) else
+            tuple(hsv_to_rgb((((i - len(_PALETTE)) * 0.618034 + 0.08) % 1.0, 0.8, 1.0)))
+            for i in range(n_channels)]
     return full if channels is None else [full[c] for c in channels]
 
 

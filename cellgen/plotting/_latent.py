@@ -130,8 +130,9 @@ def plot_latent_ranking(ranking, *, top=32, ax=None):
     ax.set_xlim(-0.6, k - 0.4)
     ax.set_xlabel("latent dimension (ranked)")
     ax.set_ylabel("mean absolute deviation", color=_MAD_COLOR)
-    if "kl" in ranked.columns:
+    if "kl" in ranked.columns and ranked["kl"].notna().any():
         # KL is in nats, MAD in latent units: a second y axis keeps both legible.
+        # (Without log-variances the ranking's kl is all NaN: no empty axis then.)
         ax_kl = ax.twinx()
         ax_kl.plot(positions, ranked["kl"].to_numpy(dtype=float), "o-",
                    color=_KL_COLOR, markersize=3, linewidth=1, label="kl")

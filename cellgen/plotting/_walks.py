@@ -137,6 +137,8 @@ def plot_rate_distortion(sweep, *, ax=None, annotate=True):
     missing = [c for c in ("beta", "rate", "distortion") if c not in sweep.columns]
     if missing:
         raise ValueError(f"sweep lacks column(s) {missing}; found {list(sweep.columns)}.")
+    if len(sweep) == 0:
+        raise ValueError("sweep is empty: it has no fitted beta to plot.")
     frame = sweep.sort_values("beta")
     if ax is None:
         fig = Figure(figsize=(4.0, 3.2), layout="constrained")
