@@ -312,15 +312,17 @@ def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=9
     return TwoSampleResult(observed, (1 + n_extreme) / (1 + n_permutations), n_permutations)
 
 
-def _splitter(cv, n_min, random_state):
+def _splitter(cv, n_min, random_state, unit="cells"):
+    """The folds: stratified over cells, or keeping whole units with ``unit="units"``."""
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         cv = _check_count(cv, "cv", 2)
         if n_min < cv:
             raise ValueError(
-                f"cv={cv} folds need at least {cv} cells in each sample; the smaller has {n_min}."
+                f"cv={cv} folds need at least {cv} {unit} in each sample; the smaller has {n_min}."
             )
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-        return StratifiedKFold(cv, shuffle=True, random_state=seed)
+        kfold = StratifiedKFold if unit == "cells" else StratifiedGroupKFold
+        return kfold(cv, shuffle=True, random_state=seed)
     if hasattr(cv, "split"):
         return cv
     raise TypeError(f"cv must be an integer or a cross-validation splitter, got {cv!r}.")
@@ -406,15 +408,7 @@ def _grouped_auc_test(model, X, y, units, cv, n_permutations, rng):
     """``classifier_auc_test`` with whole units in the folds and in the permutations."""
     n_units_a = len(np.unique(units[y == 1]))
     n_units_b = len(np.unique(units[y == 0]))
-    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
-        cv = _check_count(cv, "cv", 2)
-        if min(n_units_a, n_units_b) < cv:
-            raise ValueError(f"cv={cv} folds of whole units need at least {cv} units in each "
-                             f"sample; they have {n_units_a} and {n_units_b}.")
-        seed = rng.randint(np.iinfo(np.int32).max)
-        cv = StratifiedGroupKFold(cv, shuffle=True, random_state=seed)
-    elif not hasattr(cv, "split"):
-        raise TypeError(f"cv must be an integer or a cross-validation splitter, got {cv!r}.")
+    cv = _splitter(cv, min(n_units_a, n_units_b), rng, unit="units")
 
     def score(labels):
         return cross_val_score(model, X, labels, groups=units, cv=cv, scoring="roc_auc").mean()
