@@ -275,6 +275,13 @@ def test_plot_dose_response():
         plot_dose_response(pd.DataFrame({"x": [1]}))
 
 
+def test_plot_dose_response_labels_text_doses_and_missing_counts():
+    frame = pd.DataFrame({"mean": [0.0, 0.5], "sem": [0.1, np.nan], "n": [12, np.nan]},
+                         index=pd.Index(["DMSO", "1 uM"], name="dose"))
+    labels = [t.get_text() for t in plot_dose_response(frame).axes[0].get_xticklabels()]
+    assert labels == ["DMSO\nn=12", "1 uM"]
+
+
 # ------------------------------------------------------------ wells as units
 def _wells(rng, shift=0.0, n_wells=6, n_cells=15, well_sd=1.0):
     """Treated and control wells whose cells share a random well offset."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -193,6 +194,13 @@ def plot_effect_scatter(Z, groups, *, dims=(0, 1), direction=None, origin=None, 
     return fig
 
 
+def _dose_label(dose):
+    # Doses typed as text ("1 uM") or as categories are shown as given.
+    if isinstance(dose, numbers.Real) and not isinstance(dose, bool):
+        return f"{dose:g}"
+    return str(dose)
+
+
 def plot_dose_response(frame, *, ax=None):
     """Mean projection onto the direction of effect per dose, with standard errors.
 
@@ -250,7 +258,7 @@ def plot_dose_response(frame, *, ax=None):
                 yerr=frame["sem"].fillna(0).to_numpy(dtype=float), marker="o", capsize=3)
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     counts = frame["n"] if "n" in frame.columns else [None] * len(frame)
-    ax.set_xticks(x, [f"{d:g}" + ("" if n is None else f"\nn={int(n)}")
+    ax.set_xticks(x, [_dose_label(d) + ("" if n is None or pd.isna(n) else f"\nn={int(n)}")
                       for d, n in zip(frame.index, counts, strict=True)], fontsize=7)
     ax.set_xlabel(frame.index.name or "dose")
     ax.set_ylabel("projection onto direction")
