@@ -307,6 +307,8 @@ def test_verbose_prints_progress(cells2d, capsys):
     ReferenceVAE(random_state=0, verbose=1, **dict(TINY, max_epochs=1)).fit(X[:32, :2])
     out = capsys.readouterr()
     assert "train_loss" in out.out and "valid_loss" in out.out
+    # Nothing the user set was re-set, so nothing may say so.
+    assert "Re-initializing" not in out.out + out.err
 
 
 class _PoisonAtEpoch:

@@ -275,6 +275,9 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                 done = 0 if checkpoint is None else resume_from_checkpoint(
                     net, self.checkpoint_dir, checkpoint.signature)
                 if done == 0:
+                    # fit() initializes again, drawing the weights this seed has always
+                    # given; skorch would announce that as a re-initialization nobody asked for.
+                    net.initialized_ = False
                     net.fit(train, None)
                 elif done < self.max_epochs:
                     # max_epochs counts the epochs before the interruption too.
