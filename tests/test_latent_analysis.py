@@ -94,6 +94,16 @@ def test_correlations_known_answers():
             assert rho_c.loc[dim, feat] == pytest.approx(ref.statistic)
             assert p_c.loc[dim, feat] == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
 
+    # A missing latent value drops that cell from its own dimension only.
+    Zn = Z.copy()
+    Zn.iloc[::5, 0] = np.nan
+    rho_n = latent_feature_correlations(Zn, feats)
+    for dim in ("z_h", "noise"):
+        assert rho_n.loc[dim, "area"] == pytest.approx(stats.spearmanr(Z[dim], area).statistic)
+    ok = Zn["z_a"].notna()
+    assert rho_n.loc["z_a", "height"] == pytest.approx(
+        stats.spearmanr(Zn.loc[ok, "z_a"], height[ok]).statistic)
+
 
 def test_correlations_recover_cell_size_on_synthetic_cells(reference2d, cells2d):
     # The reference embedding of even a tiny model tracks cell area: some

@@ -260,29 +260,39 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
     if dimensions is not None:
         dims = [int(d) for d in dimensions]
         Z, names = Z[:, dims], [names[d] for d in dims]
-    # Pair by pair (each feature's missing cells dropped), vectorized over the
-    # dimensions; a dimension or feature that never varies has no rank correlation (NaN).
+    # Pair by pair: each pair drops only its own missing cells; a dimension or
+    # feature that never varies has no rank correlation (NaN).
     values = numeric.to_numpy()
     rho = np.full((Z.shape[1], values.shape[1]), np.nan)
     p = np.full_like(rho, np.nan)
+    finite_z = np.isfinite(Z)
+    # All dimensions at once when none has a missing value, else one at a time, so
+    # that a NaN in one dimension does not drop that cell from the others.
+    groups = ([np.arange(Z.shape[1])] if finite_z.all()
+              else [np.array([d]) for d in range(Z.shape[1])])
     for j in range(values.shape[1]):
-        keep = np.isfinite(values[:, j]) & np.isfinite(Z).all(axis=1)
-        n = int(keep.sum())
-        if n < 3:
-            continue
-        a = stats.rankdata(Z[keep], axis=0)
-        b = stats.rankdata(values[keep, j])
-        a, b = a - a.mean(axis=0), b - b.mean()
-        denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.clip((a * b[:, None]).sum(axis=0) / denom, -1.0, 1.0)
-            t = r * np.sqrt((n - 2) / np.maximum(1.0 - r * r, 1e-300))
-        rho[:, j] = np.where(denom > 0, r, np.nan)
-        p[:, j] = np.where(denom > 0, 2 * stats.t.sf(np.abs(t), n - 2), np.nan)
+        for dims in groups:
+            keep = np.isfinite(values[:, j]) & finite_z[:, dims].all(axis=1)
+            rho[dims, j], p[dims, j] = _spearman(Z[keep][:, dims], values[keep, j])
     out = pd.DataFrame(rho, index=names, columns=numeric.columns)
     if return_pvalues:
         return out, pd.DataFrame(p, index=names, columns=numeric.columns)
     return out
+
+
+def _spearman(A, b):
+    """Spearman's ρ and two-sided p of every column of ``A`` with ``b`` (NaN if constant)."""
+    n = len(b)
+    if n < 3:
+        return np.nan, np.nan
+    a, b = stats.rankdata(A, axis=0), stats.rankdata(b)
+    a, b = a - a.mean(axis=0), b - b.mean()
+    denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip((a * b[:, None]).sum(axis=0) / denom, -1.0, 1.0)
+        t = r * np.sqrt((n - 2) / np.maximum(1.0 - r * r, 1e-300))
+    return (np.where(denom > 0, r, np.nan),
+            np.where(denom > 0, 2 * stats.t.sf(np.abs(t), n - 2), np.nan))
 
 
 def beta_sweep(estimator, X_train, X_test, betas, *, fit_params=None, score_params=None,
