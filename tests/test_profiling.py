@@ -104,6 +104,33 @@ def test_dmso_exclusion(profiles):
     assert as_string == as_tuple and len(t_string) == len(t_tuple) == 12
 
 
+def test_treatments_without_moa_are_left_out(profiles):
+    # An unannotated treatment at 1 degree would otherwise be A1@1's neighbour.
+    extra = profiles.iloc[[0]].assign(compound="U", moa=np.nan, f0=np.cos(np.radians(1.0)),
+                                      f1=np.sin(np.radians(1.0)))
+    with_u = pd.concat([profiles, extra], ignore_index=True)
+    acc, table = moa_accuracy(with_u, features=["f0", "f1"])
+    assert acc == pytest.approx(7 / 12) and len(table) == 12
+    assert "U" not in set(table["compound"]) | set(table["neighbour_compound"])
+    # exclude=None keeps the controls, as exclude=() does.
+    assert len(moa_accuracy(profiles, exclude=None)[1]) == 13
+
+
+def test_nothing_to_predict_gives_nan(profiles):
+    acc, table = moa_accuracy(profiles[profiles["moa"] == "DMSO"], features=["f0", "f1"])
+    assert np.isnan(acc) and len(table) == 0 and "correct" in table.columns
+
+
+def test_batches_as_arrays_and_keep_repeating_a_treatment_column():
+    emb, meta = _cells()
+    by_treatment = aggregate_profiles(emb, meta, keep=("moa", "compound"))
+    assert list(by_treatment.columns[:4]) == ["compound", "concentration", "moa", "batches"]
+    reference = moa_accuracy(by_treatment, holdout="NSCB")
+    # The batches as arrays, as groupby(...).unique() gives them.
+    by_treatment["batches"] = [np.array(b) for b in by_treatment["batches"]]
+    assert moa_accuracy(by_treatment, holdout="NSCB")[0] == pytest.approx(reference[0])
+
+
 def test_euclidean_neighbours_survive_a_large_offset():
     # Profiles far from the origin with a small spread, as unscaled features can be:
     # the neighbours must be those of the exact distances.

@@ -189,7 +189,8 @@ def aggregate_profiles(embeddings, metadata, *, well=("plate", "well"),
     if batch:
         profiles.insert(0, "batches", cell_groups[batch].agg(
             lambda s: tuple(sorted(set(s), key=str))))
-    for col in reversed(keep):
+    # A treatment column is in the output already.
+    for col in reversed([k for k in keep if k not in treatment]):
         n_values = cell_groups[col].nunique(dropna=False)
         if (n_values > 1).any():
             bad = n_values[n_values > 1].index[:3].tolist()
@@ -238,9 +239,10 @@ def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
         treatment. ``"both"``: NSC and NSCB, returned as a dict.
     metric : {"cosine", "euclidean"}, default="cosine"
         Similarity of profiles. A zero profile has cosine similarity 0 to all.
-    exclude : str or sequence, default=("DMSO",)
+    exclude : str, sequence or None, default=("DMSO",)
         MoA values (controls) that are neither predicted nor used as neighbours;
-        a single string is one value.
+        a single string is one value. Treatments whose MoA is missing (NaN) are
+        left out in the same way.
     features : list of str or None, default=None
         Feature columns; ``None`` reads ``profiles.attrs["features"]``, which
         :func:`aggregate_profiles` sets.
@@ -312,8 +314,10 @@ def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
         raise ValueError("profile features contain NaN or infinite values.")
 
     # A bare string is one value, not its letters.
-    exclude = [exclude] if isinstance(exclude, str) or np.isscalar(exclude) else list(exclude)
-    keep = ~profiles[moa].isin(exclude).to_numpy()
+    exclude = ([] if exclude is None else [exclude] if isinstance(exclude, str)
+               or np.isscalar(exclude) else list(exclude))
+    # A treatment without a MoA can be neither scored nor a neighbour that names one.
+    keep = ~(profiles[moa].isin(exclude) | profiles[moa].isna()).to_numpy()
     sub = profiles.loc[keep]
     X = X[keep]
     labels = sub[moa].to_numpy()
@@ -322,13 +326,13 @@ def moa_accuracy(profiles, *, moa="moa", compound="compound", batches="batches",
         (len(sub),) * 2, bool)
     np.fill_diagonal(eligible, False)
     if holdout == "NSCB":
-        sets = [frozenset(b) if isinstance(b, (tuple, list, set, frozenset)) else frozenset([b])
-                for b in sub[batches]]
+        sets = [frozenset(b) if pd.api.types.is_list_like(b) and not isinstance(b, str)
+                else frozenset([b]) for b in sub[batches]]
         eligible &= np.array([[a.isdisjoint(b) for b in sets] for a in sets], dtype=bool)
 
     sim = np.where(eligible, _similarity(X, metric), -np.inf)
     has = eligible.any(1)
-    nn = np.argmax(sim, axis=1)
+    nn = np.argmax(sim, axis=1) if len(sub) else np.zeros(0, int)
     table = sub.drop(columns=features).copy()
     table["predicted"] = np.where(has, labels[nn], None)
     table["neighbour"] = np.where(has, sub.index.to_numpy()[nn], None)
