@@ -161,6 +161,13 @@ def test_walk_and_correlation_figures(reference2d):
     assert fig.axes[0].get_title() == f"{steps[0, 0]:+.2f}"
     with pytest.raises(ValueError, match="steps must have shape"):
         plot_latent_walk(images, steps[:, :2])
+    # Labels and titles may also come as plot_image_grid's own keywords.
+    fig = plot_latent_walk(images, row_labels=["a", "b", "c"], titles=None)
+    assert len(fig.axes) == 15 and fig.axes[0].get_title() == ""
+    with pytest.raises(TypeError, match="not both"):
+        plot_latent_walk(images, dimension_names=["a", "b", "c"], row_labels=["a", "b", "c"])
+    one = plot_latent_walk(images[:1], dimension_names="size")  # one name, not four letters
+    assert len(one.axes) == 5
     rho = pd.DataFrame(np.eye(3)[:, :2], index=["z0", "z1", "z2"], columns=["f", "g"])
     fig = plot_feature_correlations(rho)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["f", "g"]

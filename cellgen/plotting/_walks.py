@@ -53,10 +53,17 @@ def plot_latent_walk(images, steps=None, *, dimension_names=None, **kwargs):
         if steps.shape != (rows, cols):
             raise ValueError(f"steps must have shape {(rows, cols)}, got {steps.shape}.")
         titles = [[f"{v:+.2f}" for v in row] for row in steps]
-    if dimension_names is not None and len(dimension_names) != rows:
-        raise ValueError(f"dimension_names needs {rows} names, got {len(dimension_names)}.")
+    if dimension_names is not None:
+        # A bare string is one name, not its letters.
+        names = [dimension_names] if isinstance(dimension_names, str) else list(dimension_names)
+        if len(names) != rows:
+            raise ValueError(f"dimension_names needs {rows} names, got {len(names)}.")
+        if "row_labels" in kwargs:
+            raise TypeError("give dimension_names or row_labels, not both.")
+        kwargs["row_labels"] = names
+    kwargs.setdefault("titles", titles)
     kwargs.setdefault("spatial_ndim", images.ndim - 3)
-    return plot_image_grid(images, titles=titles, row_labels=dimension_names, **kwargs)
+    return plot_image_grid(images, **kwargs)
 
 
 def plot_feature_correlations(rho, *, ax=None, cmap="RdBu_r"):
