@@ -75,6 +75,13 @@ def test_per_row_keywords_from_a_column(conditional2d, collection):
         Z_one, _by_chunk(lambda x: conditional2d.transform(x, structures=one), X))
 
 
+def test_a_missing_required_argument_is_named(conditional2d, collection, tmp_path):
+    csv, _, _ = collection
+    with pytest.raises(TypeError, match=r"impute needs the argument\(s\) \['structures'\]"):
+        map_manifest(conditional2d, csv, method="impute", out=tmp_path / "x.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_random_state_gives_each_chunk_its_own_seed(conditional2d, collection):
     csv, _, _ = collection
     kwargs = dict(method="impute", chunk_size=CHUNK, structures="structure", n_samples=1,

@@ -380,15 +380,21 @@ def map_manifest(model, manifest, *, method="transform", root=None, path_column=
         )
     check_is_fitted(model)
     fn = getattr(final, method)
+    signature = inspect.signature(fn)
     try:
-        inspect.signature(fn).bind(None, **method_kwargs)
+        signature.bind(None, **method_kwargs)
     except TypeError:
-        params = [p for p in inspect.signature(fn).parameters if p != "X"]
-        takes = f"it takes {params}" if params else "it takes no other arguments"
-        raise TypeError(
-            f"{type(final).__name__}.{method} does not take the keyword argument(s) "
-            f"{sorted(method_kwargs)}; {takes}."
-        ) from None
+        params = [p for p in signature.parameters if p != "X"]
+        unknown = sorted(set(method_kwargs) - set(params))
+        if unknown:
+            takes = f"it takes {params}" if params else "it takes no other arguments"
+            raise TypeError(f"{type(final).__name__}.{method} does not take the keyword "
+                            f"argument(s) {unknown}; {takes}.") from None
+        needed = [name for name, p in signature.parameters.items()
+                  if name != "X" and p.default is p.empty and name not in method_kwargs
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise TypeError(f"{type(final).__name__}.{method} needs the argument(s) {needed}; "
+                        "pass them as keywords of map_manifest.") from None
     out = _check_out(out)
 
     # Every path is checked before any work, so a long run does not fail at its
