@@ -96,6 +96,33 @@ def test_checkpoint_of_another_run_is_refused(X, tmp_path):
         ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, **other).fit(X)
 
 
+def test_checkpoint_of_other_augmentation_is_refused(X, tmp_path):
+    ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    with pytest.raises(ValueError, match=r"\['augment'\] differ"):
+        ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, augment="flips", **SETTINGS).fit(X)
+
+
+def test_resume_without_random_state(X, tmp_path):
+    # Each fit without random_state draws its seed; running the interrupted fit again
+    # must take the interrupted run's seed, or no unseeded fit could ever resume.
+    unseeded = dict(SETTINGS, random_state=None)
+    first = ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, **unseeded).fit(X)
+    resumed = ReferenceVAE(max_epochs=3, checkpoint_dir=tmp_path, **unseeded).fit(X)
+    assert len(resumed.history_) == 3 and resumed.seed_ == first.seed_
+    assert resumed.history_["train_loss"].iloc[1] == first.history_["train_loss"].iloc[1]
+    # Without a checkpoint, unseeded fits still differ.
+    other = ReferenceVAE(max_epochs=1, **unseeded).fit(X)
+    assert other.seed_ != first.seed_
+
+
+def test_numpy_scalar_settings_are_checkpointed(X, tmp_path):
+    # As a search grid built with numpy hands them out.
+    settings = dict(SETTINGS, n_latent=np.int64(4), lr=np.float32(1e-3), beta=np.float64(0.5))
+    ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **settings).fit(X)
+    resumed = ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, **settings).fit(X)
+    assert len(resumed.history_) == 2
+
+
 def test_checkpoint_of_other_cells_is_refused(X, tmp_path):
     # Same settings, same number of cells, other cells: e.g. the next fold of a
     # cross-validation sharing one checkpoint_dir. Resuming would hand back a model

@@ -70,6 +70,28 @@ def test_not_fitted_errors(est, cells2d):
             est.score_samples(X, structures=y)
 
 
+def test_set_params_leaves_a_fitted_model_alone(cells2d):
+    # scikit-learn's contract: new parameters take effect at the next fit.
+    X = cells2d[0][:32, :2]
+    vae = ReferenceVAE(random_state=0, **TINY).fit(X)
+    Z, feats = vae.transform(X), vae.encoder_features(X, blocks=[1])
+    vae.set_params(n_latent=6, widths=(8,), augment="flips")
+    assert len(vae.get_feature_names_out()) == Z.shape[1] == 4
+    assert vae.sample(2).shape == (2,) + X.shape[1:]
+    assert vae.inverse_transform(Z).shape == X.shape
+    np.testing.assert_array_equal(vae.transform(X), Z)
+    np.testing.assert_array_equal(vae.encoder_features(X, blocks=[1]), feats)
+
+
+def test_numpy_integer_settings_train(cells2d):
+    # What a search grid built with numpy (np.arange, np.array) hands out.
+    X = cells2d[0][:32, :2]
+    settings = dict(TINY, batch_size=np.int64(8), max_epochs=np.int64(1), n_latent=np.int32(4),
+                    lr=np.float32(1e-3))
+    vae = ReferenceVAE(random_state=0, **settings).fit(X)
+    assert vae.transform(X).shape == (32, 4)
+
+
 @pytest.mark.parametrize("fixture", ["reference2d", "conditional2d", "statcell2d"])
 def test_pickle_round_trip(fixture, request, cells2d):
     est = request.getfixturevalue(fixture)

@@ -20,6 +20,7 @@ from ..train import (
     EpochCheckpoint,
     RowDataset,
     batched,
+    checkpoint_signature,
     distributed_world,
     history_frame,
     make_vae_net,
@@ -221,6 +222,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
     def _fit_module(self, module_cls, module_kwargs, inputs, target_key=None):
         """Train ``module_cls`` on ``inputs`` (array or dict of arrays) and keep the net."""
         self.widths_ = _check_widths(self.widths)
+        self.augment_ = self.augment
         world = distributed_world()
         self.device_ = resolve_device(self.device)
         if world is not None and self.device_ == "cuda":
@@ -234,14 +236,9 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                 "small inputs give wrong, run-to-run different values (seen with torch "
                 "2.13), and training can diverge. Use precision='fp32' on the CPU.",
                 UserWarning, stacklevel=3)
-        random_state = self.random_state
-        if world is not None and random_state is None:
-            # Every process must draw the same validation split: rank 0 picks the seed.
-            import torch.distributed as dist
-
-            shared = [int(np.random.default_rng().integers(_MAX_SEED))]
-            dist.broadcast_object_list(shared, src=0)
-            random_state = shared[0]
+        random_state = drawn = self.random_state
+        if random_state is None:
+            random_state = drawn = self._draw_seed(world)
         rng = check_random_state(random_state)
         self.seed_ = int(rng.randint(_MAX_SEED))
         n = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
@@ -252,9 +249,9 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             # and memory-mapped collections stay on disk.
             return None if idx is None else RowDataset(inputs, idx, flip_axes=flip_axes)
 
-        self._net_spec_ = (module_cls, dict(module_kwargs, widths=self.widths_,
-                                            n_latent=self.n_latent, spectral=self.spectral_norm),
-                           target_key)
+        spec = dict(module_kwargs, widths=self.widths_, n_latent=int(self.n_latent),
+                    spectral=self.spectral_norm)
+        self._net_spec_ = (module_cls, spec, target_key)
         self.n_train_ = len(train_idx)
         self.n_valid_ = 0 if valid_idx is None else len(valid_idx)
         checkpoint = None
@@ -263,10 +260,14 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                          "module_kwargs": self._net_spec_[1], "n_train": self.n_train_,
                          "n_valid": self.n_valid_, "seed": self.seed_,
                          "batch_size": self.batch_size, "lr": self.lr, "beta": self.beta,
+                         "augment": self.augment_, "precision": self.precision,
                          "data": _data_fingerprint(inputs)}
-            checkpoint = EpochCheckpoint(self.checkpoint_dir, signature)
+            if self.random_state is None:
+                signature["drawn_seed"] = drawn
+            # numpy scalars (from a search grid) are valid parameters but not JSON.
+            checkpoint = EpochCheckpoint(self.checkpoint_dir, _persist._jsonable(signature))
         net = self._make_net(valid_data=take(valid_idx), checkpoint=checkpoint, world=world)
-        train = take(train_idx, _FLIP_AXES if self.augment == "flips" else ())
+        train = take(train_idx, _FLIP_AXES if self.augment_ == "flips" else ())
         # skorch ends training quietly on KeyboardInterrupt (the model keeps what it
         # learned); a non-finite loss must stop loudly but lose nothing either.
         try:
@@ -294,14 +295,34 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         self.net_ = net
         return self
 
+    def _draw_seed(self, world):
+        """The seed of a fit without ``random_state``: drawn, or the interrupted run's."""
+        seed = None
+        if self.checkpoint_dir is not None:
+            # Resuming must rebuild the same split and seeds as the run it continues.
+            saved = checkpoint_signature(self.checkpoint_dir)
+            seed = None if saved is None else saved.get("drawn_seed")
+        if seed is None:
+            seed = int(check_random_state(None).randint(_MAX_SEED))
+        if world is not None:
+            # Every process must draw the same validation split: rank 0 picks the seed.
+            import torch.distributed as dist
+
+            shared = [seed]
+            dist.broadcast_object_list(shared, src=0)
+            seed = shared[0]
+        return seed
+
     def _make_net(self, valid_data=None, checkpoint=None, world=None):
         module_cls, module_kwargs, target_key = self._net_spec_
         return make_vae_net(
             module_cls, module_kwargs,
-            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-            beta=self.beta, device=self.device_, verbose=self.verbose,
-            callbacks=self.callbacks, valid_data=valid_data, target_key=target_key,
-            checkpoint=checkpoint, num_workers=self.num_workers,
+            # Plain Python numbers: torch's samplers refuse numpy integers, and the
+            # optimizer state must load with torch.load(weights_only=True).
+            max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
+            lr=float(self.lr), beta=float(self.beta), device=self.device_,
+            verbose=self.verbose, callbacks=self.callbacks, valid_data=valid_data,
+            target_key=target_key, checkpoint=checkpoint, num_workers=int(self.num_workers),
             autocast_dtype=self.autocast_dtype_, channels_last=self._channels_last(),
             compile=self.compile, world=world, sampler_seed=self.seed_,
         )
@@ -447,7 +468,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                        channels_last=self._channels_last())
 
     def _check_blocks(self, blocks):
-        n = len(tuple(self.widths))
+        check_is_fitted(self, "net_")
+        n = len(self.widths_)
         if isinstance(blocks, (int, np.integer)) and not isinstance(blocks, bool):
             blocks = (blocks,)
         try:
@@ -459,7 +481,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"blocks must be a non-empty sequence of integers, got {blocks!r}.")
         if any(not -n <= b < n for b in blocks):
             raise ValueError(f"blocks {blocks} name a block that does not exist: the encoder "
-                             f"has {n} blocks (widths={tuple(self.widths)}), indices "
+                             f"has {n} blocks (widths={self.widths_}), indices "
                              f"{-n}..{n - 1}.")
         positive = [int(b) % n for b in blocks]
         if len(set(positive)) != len(positive):
@@ -473,7 +495,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         alike only on average; averaging the four makes the embedding
         invariant to flips.
         """
-        if self.augment != "flips":
+        # Saved before augment_ existed: the saved parameter is the fit's.
+        if getattr(self, "augment_", self.augment) != "flips":
             return encode(*tensors)
         total = 0
         for dims in ((), (-1,), (-2,), (-2, -1)):
@@ -497,19 +520,24 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         Z = np.asarray(Z.to_numpy() if hasattr(Z, "to_numpy") else Z)
         if Z.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be a numeric array, got dtype {Z.dtype}.")
-        if Z.ndim != 2 or Z.shape[1] != self.n_latent:
-            raise ValueError(
-                f"{name} must have shape (n_cells, {self.n_latent}) (n_latent), got {Z.shape}."
-            )
+        if Z.ndim != 2 or Z.shape[1] != self._n_latent_fitted:
+            raise ValueError(f"{name} must have shape (n_cells, {self._n_latent_fitted}) "
+                             f"(n_latent), got {Z.shape}.")
         if Z.shape[0] == 0:
             raise ValueError(f"{name} is empty: it holds 0 rows.")
         if not np.isfinite(Z).all():
             raise ValueError(f"{name} contains NaN or infinite values.")
         return np.ascontiguousarray(Z, dtype=np.float32)
 
+    @property
+    def _n_latent_fitted(self):
+        # The fitted model's, not the parameter's: set_params must not change a
+        # fitted model before the next fit.
+        return int(self._net_spec_[1]["n_latent"])
+
     def _prior_draws(self, n, random_state):
         rng = check_random_state(random_state)
-        return rng.standard_normal((n, self.n_latent)).astype(np.float32)
+        return rng.standard_normal((n, self._n_latent_fitted)).astype(np.float32)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the latent dimensions, ``<prefix>0`` … ``<prefix>{n_latent-1}``.
@@ -525,7 +553,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
             One name per latent dimension.
         """
         check_is_fitted(self, "net_")
-        return np.asarray([f"{self._feature_prefix}{i}" for i in range(self.n_latent)],
+        return np.asarray([f"{self._feature_prefix}{i}" for i in range(self._n_latent_fitted)],
                           dtype=object)
 
     def __sklearn_tags__(self):

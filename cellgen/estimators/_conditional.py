@@ -455,7 +455,7 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
         n = len(ref)
         labels = check_labels(structures, n, name="structures", known=self.classes_)
         if n_samples is None:
-            Z = np.zeros((n, self.n_latent), dtype=np.float32)
+            Z = np.zeros((n, self._n_latent_fitted), dtype=np.float32)
             return self.inverse_transform(Z, reference=ref, structures=labels)
         k = check_n_samples(n_samples)
         Z = self._prior_draws(n * k, random_state)

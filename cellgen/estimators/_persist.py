@@ -32,7 +32,7 @@ WEIGHTS = "weights.safetensors"
 _MODULES = {"VAE": VAE, "ConditionalVAE": ConditionalVAE}
 #: Attributes learned in ``fit`` that travel as JSON, per estimator kind.
 _FITTED = ("n_channels_in_", "spatial_shape_", "widths_", "device_", "seed_", "n_train_",
-           "n_valid_", "reference_channels_", "structure_channel_")
+           "n_valid_", "reference_channels_", "structure_channel_", "augment_")
 _TUPLES = ("spatial_shape_", "widths_", "spatial_shape", "widths")
 
 

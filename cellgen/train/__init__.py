@@ -1,7 +1,7 @@
 """Training glue: the skorch net, callbacks and batched inference."""
 
 from ._callbacks import RestoreBestWeights
-from ._checkpoint import EpochCheckpoint, resume_from_checkpoint
+from ._checkpoint import EpochCheckpoint, checkpoint_signature, resume_from_checkpoint
 from ._data import RowDataset
 from ._distributed import distributed_world, make_distributed_history
 from ._modules import plain_module
@@ -21,6 +21,7 @@ __all__ = [
     "RestoreBestWeights",
     "EpochCheckpoint",
     "resume_from_checkpoint",
+    "checkpoint_signature",
     "resolve_device",
     "resolve_precision",
     "plain_module",

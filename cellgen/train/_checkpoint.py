@@ -13,7 +13,7 @@ from skorch.history import History
 from ..io._atomic import atomic_file
 from ._modules import plain_module
 
-__all__ = ["EpochCheckpoint", "resume_from_checkpoint"]
+__all__ = ["EpochCheckpoint", "resume_from_checkpoint", "checkpoint_signature"]
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -85,6 +85,42 @@ class EpochCheckpoint(Callback):
         _atomic_save(state, folder / LAST)
 
 
+def _load_last(last):
+    try:
+        return torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{last} could not be loaded: {exc}") from exc
+
+
+def checkpoint_signature(directory):
+    """Return the run signature stored in a checkpoint folder, or ``None``.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Folder written by :class:`EpochCheckpoint`.
+
+    Returns
+    -------
+    signature : dict or None
+        The signature of the run that wrote ``last.pt``; ``None`` when there is
+        no checkpoint.
+
+    Raises
+    ------
+    ValueError
+        If ``last.pt`` exists but cannot be loaded.
+
+    Examples
+    --------
+    >>> from cellgen.train import checkpoint_signature
+    >>> checkpoint_signature("no-such-folder") is None
+    True
+    """
+    last = Path(directory) / LAST
+    return json.loads(_load_last(last)["signature"]) if last.is_file() else None
+
+
 def resume_from_checkpoint(net, directory, signature):
     """Load ``last.pt`` (and ``best.pt``) into an initialized net; return the epochs done.
 
@@ -111,15 +147,15 @@ def resume_from_checkpoint(net, directory, signature):
     last = Path(directory) / LAST
     if not last.is_file():
         return 0
-    try:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{last} could not be loaded: {exc}") from exc
+    state = _load_last(last)
     saved = json.loads(state["signature"])
     if saved != json.loads(json.dumps(signature, sort_keys=True)):
+        differ = sorted(k for k in set(saved) | set(signature)
+                        if saved.get(k) != json.loads(json.dumps(signature.get(k))))
         raise ValueError(
-            f"{last} was written by a different run ({saved}); this run is {signature}. "
-            "Use another checkpoint_dir, or delete that one to start afresh."
+            f"{last} was written by a different run: {differ} differ ({saved}; this run "
+            f"is {signature}). Use another checkpoint_dir, or delete that one to start "
+            "afresh."
         )
     plain_module(net).load_state_dict(state["module"])
     net.optimizer_.load_state_dict(state["optimizer"])
