@@ -353,7 +353,8 @@ def test_non_finite_loss_stops_loudly_and_keeps_the_best_weights(cells2d):
     X = cells2d[0][:, :2]
     vae = ReferenceVAE(random_state=0, callbacks=[_PoisonAtEpoch(3)],
                        **dict(TINY, max_epochs=5))
-    with pytest.raises(FloatingPointError, match="at epoch 3, batch 1"):
+    with pytest.raises(FloatingPointError, match=r"training loss .* at epoch 3, training "
+                                                  r"batch 1.*weights of epoch 2"):
         vae.fit(X)
     # Two whole epochs were trained; the model is usable with the best of them.
     assert len(vae.history_.dropna(subset=["train_loss"])) == 2
@@ -361,6 +362,31 @@ def test_non_finite_loss_stops_loudly_and_keeps_the_best_weights(cells2d):
     assert np.isfinite(Z).all()
     clean = ReferenceVAE(random_state=0, **dict(TINY, max_epochs=2)).fit(X)
     np.testing.assert_allclose(Z, clean.transform(X), atol=1e-5)
+
+
+def test_non_finite_loss_without_validation_keeps_the_last_finished_epoch(cells2d):
+    X = cells2d[0][:, :2]
+    settings = dict(TINY, validation_fraction=0)
+    vae = ReferenceVAE(random_state=0, callbacks=[_PoisonAtEpoch(3)],
+                       **dict(settings, max_epochs=5))
+    with pytest.raises(FloatingPointError, match=r"weights of epoch 2 \(the last finished"):
+        vae.fit(X)
+    clean = ReferenceVAE(random_state=0, **dict(settings, max_epochs=2)).fit(X)
+    np.testing.assert_allclose(vae.transform(X), clean.transform(X), atol=1e-5)
+
+
+def test_non_finite_validation_loss_says_so(cells2d):
+    # One finite but huge cell in the validation split overflows its squared error.
+    X = cells2d[0][:64, :2].copy()
+    vae = ReferenceVAE(random_state=0, **dict(TINY, max_epochs=3))
+    rng = np.random.RandomState(0)  # the split fit will draw: after the seed, from rng
+    rng.randint(2**31 - 1)
+    _, valid = vae._split(len(X), rng)
+    X[valid[0]] = 3e19
+    with pytest.raises(FloatingPointError, match=r"validation loss .* at epoch 1, validation "
+                                                  r"batch 1.*left as it was before fit"):
+        vae.fit(X)
+    assert not hasattr(vae, "net_")
 
 
 def test_failed_refit_leaves_the_earlier_fit_in_place(cells2d):

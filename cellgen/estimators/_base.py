@@ -285,11 +285,19 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                     net.partial_fit(train, None, epochs=self.max_epochs - done)
                 else:
                     net.notify("on_train_end", X=train, y=None)
-        except FloatingPointError:
-            if len(net.history) > 1 or "train_loss" in net.history[-1]:
-                net.notify("on_train_end")  # restores the best weights so far
+        except FloatingPointError as exc:
+            restore = dict(net.callbacks_).get("restore_best")
+            if restore is not None and restore.best_state_ is not None:
+                net.notify("on_train_end")  # restores the kept epoch's weights
                 net.module_.eval()
                 self.net_ = net
+                which = ("the best validation loss" if self.n_valid_
+                         else "the last finished epoch")
+                kept = (f"The estimator keeps the weights of epoch {restore.best_epoch_} "
+                        f"({which}).")
+            else:
+                kept = "No epoch finished, so the estimator is left as it was before fit."
+            exc.args = (f"{exc.args[0]} {kept}",) + exc.args[1:]
             raise
         net.module_.eval()
         self.net_ = net

@@ -19,8 +19,9 @@ class RestoreBestWeights(Callback):
 
     Parameters
     ----------
-    monitor : str, default="valid_loss_best"
-        History key that is True on an improving epoch.
+    monitor : str or None, default="valid_loss_best"
+        History key that is True on an improving epoch; ``None`` keeps every
+        finished epoch (the last one is restored).
 
     Attributes
     ----------
@@ -46,7 +47,7 @@ class RestoreBestWeights(Callback):
     def on_epoch_end(self, net, **kwargs):
         """Copy the weights when the monitored key says this epoch improved."""
         row = net.history[-1]
-        if row.get(self.monitor, False):
+        if self.monitor is None or row.get(self.monitor, False):
             self.best_state_ = {k: v.detach().to("cpu", copy=True)
                                 for k, v in plain_module(net).state_dict().items()}
             self.best_epoch_ = row["epoch"]

@@ -267,19 +267,16 @@ class VAENet(NeuralNet):
         x = to_tensor(x, device=self.device)
         x_hat, mu, logvar = y_pred[:3]
         out = plain_module(self).loss(x, x_hat, mu, logvar, beta=self.beta)
-        if not torch.isfinite(out.loss):
-            epoch = len(self.history)
-            batch = len(self.history[-1]["batches"])
-            # Mirrors the estimators' fit: weights are kept once an epoch's training ended.
-            kept = ("The estimator keeps the best weights of the epochs before."
-                    if epoch > 1 or not training else
-                    "Nothing was trained, so the estimator is left as it was before fit.")
-            raise FloatingPointError(
-                f"the training loss became {out.loss.item()} at epoch {epoch}, batch "
-                f"{batch}; lower lr, check the input for extreme values, or clip gradients "
-                f"(callbacks=[skorch.callbacks.GradientNormClipping(1.0)]). {kept}"
-            )
         prefix = "train" if training else "valid"
+        if not torch.isfinite(out.loss):
+            # Batches of this phase so far (each records its own ELBO terms).
+            done = sum(f"{prefix}_{ELBO}" in b for b in self.history[-1]["batches"])
+            phase = "training" if training else "validation"
+            raise FloatingPointError(
+                f"the {phase} loss became {out.loss.item()} at epoch {len(self.history)}, "
+                f"{phase} batch {done + 1}; lower lr, check the input for extreme values, "
+                "or clip gradients (callbacks=[skorch.callbacks.GradientNormClipping(1.0)])."
+            )
         for key, value in ((RECONSTRUCTION, out.reconstruction), (KL, out.kl), (ELBO, out.elbo)):
             self.history.record_batch(f"{prefix}_{key}", value.detach().mean().item())
         return out.loss
@@ -355,8 +352,10 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
                  PassthroughScoring(name=f"{prefix}_{term}", on_train=prefix == "train",
                                     lower_is_better=term != ELBO))
             )
-    if valid_data is not None:
-        cbs.append(("restore_best", RestoreBestWeights()))
+    # Without a validation split every finished epoch is kept, so that a loss that
+    # turns non-finite mid-epoch falls back to the last finished one.
+    cbs.append(("restore_best", RestoreBestWeights(
+        "valid_loss_best" if valid_data is not None else None)))
     if verbose:
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):
