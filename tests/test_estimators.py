@@ -160,6 +160,17 @@ def test_fit_leaves_global_torch_rng_alone(cells2d):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
+def test_load_and_unpickle_leave_global_torch_rng_alone(reference2d, tmp_path):
+    folder = reference2d.save(tmp_path / "model")
+    blob = pickle.dumps(reference2d)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    for restore in (lambda: ReferenceVAE.load(folder), lambda: pickle.loads(blob)):
+        torch.manual_seed(123)
+        restore()
+        torch.testing.assert_close(torch.rand(3), expected)
+
+
 @pytest.mark.parametrize("fixture", ["conditional2d", "statcell2d"])
 def test_inference_is_repeatable_and_stateless(fixture, request, cells2d):
     est = request.getfixturevalue(fixture)

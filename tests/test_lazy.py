@@ -85,3 +85,22 @@ def test_memmap_with_nan_is_rejected(tmp_path):
     mm = np.load(tmp_path / "bad.npy", mmap_mode="r")
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         ConditionalStructureVAE(**ONE_EPOCH).fit(mm, y)
+
+
+def test_statistical_cell_scores_a_memmap_without_copying_it(tmp_path):
+    X, y, _ = make_cells(1200, shape=(32, 32), random_state=4)
+    model = _statcell().fit(X[:48], y[:48])
+    model.score_samples(X[:32], structures=y[:32])  # lazy imports out of the trace
+    peaks = []
+    for n in (150, 1200):
+        path = tmp_path / f"cells{n}.npy"
+        np.save(path, X[:n])
+        mm = np.load(path, mmap_mode="r")
+        tracemalloc.start()
+        try:
+            model.score_samples(mm, structures=y[:n])
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    # The reference channels of 1050 more cells would be 8.6 MB.
+    assert peaks[1] - peaks[0] < X[:1050, :2].nbytes / 4, peaks

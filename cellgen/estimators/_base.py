@@ -370,7 +370,10 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         if not hasattr(self, "autocast_dtype_"):  # fitted before precision existed
             self.autocast_dtype_ = resolve_precision(self.precision, self.device_)
         net = self._make_net()
-        net.initialize()
+        # The weights drawn here are overwritten at once; they must not consume
+        # the caller's global random state.
+        with _seeded(self.seed_, self.device_):
+            net.initialize()
         plain_module(net).load_state_dict(module_state)
         net.module_.eval()
         net.history = history

@@ -414,7 +414,7 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             Higher means more typical.
         """
         X = self._check_full(X)
-        return (self.reference_model_.score_samples(X[:, self.reference_channels_])
+        return (self.reference_model_.score_samples(channel_view(X, self.reference_channels_))
                 + self.structure_model_.score_samples(self._conditional_input(X),
                                                       structures=structures))
 
