@@ -221,6 +221,8 @@ def test_statistical_cell_methods(statcell2d, cells2d):
     assert integrated.shape == (3, 2 + len(statcell2d.classes_), 16, 16)
     np.testing.assert_array_equal(integrated[:, :2], X[:3, :2])
     assert statcell2d.impute(X[:3, :2], ["nucleoli"], n_samples=2).shape == (3, 2, 3, 16, 16)
+    with pytest.raises(ValueError, match="structures is empty"):
+        statcell2d.impute(X[:3], [])
     total = statcell2d.score_samples(X, structures=y)
     parts = statcell2d.reference_model_.score_samples(X[:, :2]) + \
         statcell2d.structure_model_.score_samples(X, structures=y)

@@ -49,6 +49,7 @@ def test_walk_in_a_given_cell_for_the_conditional_model(conditional2d, cells2d):
     (dict(dimensions=[0], span=0), "span must be"),
     (dict(dimensions=[0], Z=np.zeros((5, 3))), "Z must be"),
     (dict(dimensions=[0.5]), "must be integers"),
+    (dict(dimensions=[0], structures="nucleoli"), "are for a conditional model"),
 ])
 def test_walk_errors(reference2d, kwargs, match):
     with pytest.raises(ValueError, match=match):

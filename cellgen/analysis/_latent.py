@@ -196,6 +196,9 @@ def latent_walk(model, dimensions, *, n_steps=9, span=2.0, Z=None, reference=Non
         ref = np.repeat(reference, len(flat), axis=0)
         images = model.inverse_transform(flat, reference=ref, structures=structures)
     else:
+        if reference is not None or structures is not None:
+            raise ValueError(f"{type(model).__name__} draws whole cells from its codes; "
+                             "reference= and structures= are for a conditional model.")
         images = model.inverse_transform(flat)
     return images.reshape(len(dims), n_steps, *images.shape[1:]), steps
 

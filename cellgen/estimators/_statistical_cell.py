@@ -379,6 +379,9 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             requested = list(self.classes_)
         else:
             requested = np.atleast_1d(np.asarray(structures, dtype=object)).tolist()
+            if not requested:
+                raise ValueError("structures is empty: name at least one structure to "
+                                 f"impute, from {list(self.classes_)}, or pass None for all.")
             check_labels(np.asarray(requested, dtype=object), len(requested),
                          name="structures", known=self.classes_)
         rng = check_random_state(random_state)
