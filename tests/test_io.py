@@ -146,6 +146,10 @@ def test_read_imagej_labels_and_calibration(tmp_path):
     np.testing.assert_array_equal(image, data[0].transpose(1, 0, 2, 3))
     assert info["channel_names"] == ["dna", "mem"]
     assert info["pixel_size"] == (0.5, 0.2, 0.2)
+    # Labels that change along Z name the slices, not the channel.
+    tifffile.imwrite(tmp_path / "z.tif", data[0, :, :1], imagej=True,
+                     metadata={"axes": "ZCYX", "Labels": ["z0", "z1", "z2"]})
+    assert read_image(tmp_path / "z.tif")[1]["channel_names"] == ["ch0"]
 
 
 def test_plain_multipage_tiff_reads_pages_as_channels(tmp_path):

@@ -68,10 +68,12 @@ def _imagej_info(tif: tifffile.TiffFile, n_channels: int):
     meta = tif.imagej_metadata or {}
     labels = meta.get("Labels")
     names: list[str | None] = []
-    # ImageJ keeps one label per plane with the channel varying fastest, so the
-    # first n_channels labels name the channels.
+    # ImageJ keeps one label per plane with the channel varying fastest. A label
+    # names a channel only if every plane of that channel carries it; labels that
+    # change along Z name slices, not channels.
     if isinstance(labels, list) and len(labels) >= n_channels and len(labels) % n_channels == 0:
-        names = [str(lab) if lab else None for lab in labels[:n_channels]]
+        names = [str(labels[c]) if labels[c] and len(set(labels[c::n_channels])) == 1
+                 else None for c in range(n_channels)]
     unit = meta.get("unit", "pixel")
     sizes: dict[str, float | None] = {"Z": _microns(meta.get("spacing"), unit)}
     page = tif.pages.first
