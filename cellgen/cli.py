@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io._paths import _expanduser
+
 __all__ = ["main", "run"]
 
 
@@ -41,7 +43,7 @@ def _parse_shape(text):
 
 
 def _load_npz(path):
-    path = Path(path)
+    path = _expanduser(path)
     if not path.is_file():
         raise FileNotFoundError(f"--input {path} does not exist.")
     with np.load(path, allow_pickle=False) as data:
@@ -75,15 +77,36 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
     from .io import load_manifest
     from .preprocessing import CellAligner, IntensityNormalizer, PadCrop
 
-    manifest = Path(manifest)
+    manifest = _expanduser(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"--manifest {manifest} does not exist.")
     rows = pd.read_csv(manifest)
+    # The channel count, like the label column, is checked before thousands of
+    # images are read and aligned.
+    if channels is not None:
+        n_channels = len(channels)
+    else:
+        from .io import read_image, read_manifest
+
+        _, paths = read_manifest(rows.iloc[:1], root=manifest.parent)
+        n_channels = len(read_image(paths[0])[0])
+    if n_channels < 3:
+        raise ValueError(
+            f"the manifest's images have {n_channels} channel(s); cellgen needs a cell body "
+            "(membrane) channel, a DNA channel and a structure channel (choose them, in that "
+            "order, with --channels)."
+        )
     # Check the label column before reading thousands of images.
     if label_column is not None and label_column not in rows.columns:
         raise ValueError(
             f"--label-column {label_column!r} is not a column of the manifest; its columns "
             f"are {list(rows.columns)}."
+        )
+    if label_column is not None and rows[label_column].isna().any():
+        missing = np.flatnonzero(rows[label_column].isna().to_numpy())
+        raise ValueError(
+            f"--label-column {label_column!r} has no label in {len(missing)} row(s) "
+            f"(rows {missing[:10].tolist()}); label them or leave them out of the manifest."
         )
     steps = [IntensityNormalizer(n_jobs=n_jobs),
              CellAligner(axis_channel=0, center_channel=1, n_jobs=n_jobs)]
@@ -91,13 +114,13 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
         steps.append(PadCrop(shape))
     X, meta = load_manifest(rows, root=manifest.parent, channels=channels,
                             preprocessor=make_pipeline(*steps), n_jobs=n_jobs, verbose=verbose)
-    if X.shape[1] < 3:
-        raise ValueError(
-            f"the manifest's images have {X.shape[1]} channel(s); cellgen needs a cell body "
-            "(membrane) channel, a DNA channel and a structure channel (choose them, in that "
-            "order, with --channels)."
-        )
     names = list(meta.attrs.get("channel_names") or [])
+    if len(set(names)) != len(names):
+        # Microscope exports often call every channel the same; the files written
+        # at the end need distinct names, so say it now, not after training.
+        print(f"cellgen: warning: the images' channel names repeat ({names}); the report "
+              "calls them membrane, DNA and structure.", file=sys.stderr)
+        names = ["membrane", "DNA", "structure"] + [f"ch{i}" for i in range(3, len(names))]
     structure_name = names[-1] if names else "structure"
     if label_column is not None:
         y = meta[label_column].astype(str).to_numpy()
@@ -197,14 +220,11 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     ...               widths=(8, 16), n_latent=4)  # doctest: +SKIP
     """
     import matplotlib
-    import pandas as pd
 
     matplotlib.use("Agg")
     from . import ConditionalStructureVAE, ReferenceVAE, StatisticalCell, __version__
     from .analysis import rank_latent_dimensions
     from .datasets import make_cells
-    from .io import save_cells
-    from .plotting import plot_history, plot_image_grid, plot_latent_ranking, plot_reconstructions
 
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
@@ -213,7 +233,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         raise ValueError("give at most one of input_path (--input), manifest (--manifest) "
                          "and bbbc021 (--bbbc021).")
     if bbbc021 is not None:
-        folder = Path(bbbc021)
+        folder = _expanduser(bbbc021)
         if not (folder / "manifest.csv").is_file():
             raise FileNotFoundError(
                 f"--bbbc021 {folder} has no manifest.csv; see cellgen.datasets.load_bbbc021 "
@@ -307,10 +327,27 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
             }
         metrics["imputation"] = rows
 
-    out = Path(out)
+    out = _expanduser(out)
     out.mkdir(parents=True, exist_ok=True)
     # Write into a temporary folder first so an interrupted run leaves no half report.
     tmp = Path(tempfile.mkdtemp(prefix=".cellgen-", dir=out))
+    try:
+        _write_report(out, tmp, model, metrics, ranking, test, ref_t, rec_ref, ref_idx,
+                      channel_names, random_state, t0)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics
+
+
+def _write_report(out, tmp, model, metrics, ranking, test, ref_t, rec_ref, ref_idx,
+                  channel_names, random_state, t0):
+    """Write the figures, the generated cells and the report into ``tmp``, then move them."""
+    import pandas as pd
+
+    from .io import save_cells
+    from .plotting import plot_history, plot_image_grid, plot_latent_ranking, plot_reconstructions
+
     k = min(8, len(test))
     generated, generated_labels = model.sample(16, random_state=random_state)
     # The generated cells as OME-TIFFs with a manifest, for Fiji or napari.
@@ -346,7 +383,6 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
             shutil.rmtree(out / f.name)  # a previous run's folder: replaced, like its files
         os.replace(f, out / f.name)
     tmp.rmdir()
-    return metrics
 
 
 def _report(metrics, ranking, seconds):
@@ -473,14 +509,18 @@ def main(argv=None):
         parser.error(f"--ndim {ndim} contradicts --shape {','.join(map(str, shape))} "
                      f"({len(shape)} axes); give one of them.")
     real = [k for k in ("input_path", "manifest", "bbbc021") if args[k] is not None]
+    manifest = args["manifest"] is not None or args["bbbc021"] is not None
+    source = (f"--{real[0].replace('_path', '').replace('_', '-')}" if real
+              else "synthetic cells")
     unused = {"--n-cells": args["n_cells"] is not None and real,
               "--ndim": ndim is not None and real,
               "--shape": shape is not None and args["input_path"] is not None,
-              "--controls": args["controls"] is not None and args["input_path"] is not None}
+              "--controls": args["controls"] is not None and not manifest,
+              "--label-column": args["label_column"] is not None and not manifest,
+              "--channels": args["channels"] is not None and not manifest}
     for option, ignored in unused.items():
         if ignored:
-            print(f"cellgen: warning: {option} is not used with "
-                  f"--{real[0].replace('_path', '').replace('_', '-')}.", file=sys.stderr)
+            print(f"cellgen: warning: {option} is not used with {source}.", file=sys.stderr)
     args["n_cells"] = 1200 if args["n_cells"] is None else args["n_cells"]
     args["ndim"] = len(shape) if shape is not None else (ndim or 2)
     try:

@@ -96,6 +96,12 @@ def test_fake_copy_loads(fake):
     assert target.tolist() == data.target.tolist()
 
 
+def test_home_folder_in_the_path(fake, monkeypatch):
+    root, cells = fake
+    monkeypatch.setenv("HOME", str(root.parent))
+    np.testing.assert_array_equal(load_bbbc021("~/bbbc021").images, cells.astype(np.float32))
+
+
 def test_channel_subset_and_order(fake):
     root, cells = fake
     data = load_bbbc021(root, channels=("beta-tubulin", "DNA"))

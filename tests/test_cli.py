@@ -141,6 +141,81 @@ def test_manifest_errors_are_reported(tmp_path, capsys):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
+def test_manifest_problems_found_before_training(tmp_path, capsys):
+    import pandas as pd
+
+    from cellgen.io import save_cells
+
+    X, y, meta = make_cells(12, shape=(16, 16), structures=["nucleoli", "cell_periphery"],
+                            random_state=0)
+    # Missing labels: an error naming the rows, not a structure called "nan".
+    labels = meta[["structure"]].astype(object)
+    labels.iloc[[3, 7], 0] = None
+    save_cells(tmp_path / "unlabelled", X, channel_names=["membrane", "dna", "gfp"],
+               metadata=labels)
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--manifest",
+                 str(tmp_path / "unlabelled" / "manifest.csv"), "--label-column",
+                 "structure"]) == 2
+    assert "no label in 2 row(s) (rows [3, 7])" in capsys.readouterr().err
+    # Too few channels: said at once, in the command's words.
+    save_cells(tmp_path / "two", X[:, :2], channel_names=["membrane", "dna"])
+    assert main(["run", "--out", str(out), "--manifest",
+                 str(tmp_path / "two" / "manifest.csv")]) == 2
+    assert "have 2 channel(s); cellgen needs" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    # The same name on every channel (as microscope exports do): a warning, and a report.
+    import tifffile
+
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i, cell in enumerate(X):
+        tifffile.imwrite(folder / f"c{i}.ome.tif", cell, ome=True,
+                         metadata={"axes": "CYX", "Channel": {"Name": ["Confocal"] * 3}})
+    pd.DataFrame({"path": [f"c{i}.ome.tif" for i in range(len(X))],
+                  "structure": meta["structure"]}).to_csv(folder / "manifest.csv", index=False)
+    assert main(["run", "--out", str(out), "--manifest", str(folder / "manifest.csv"),
+                 "--label-column", "structure", "--epochs", "1", "--n-latent", "2",
+                 "--widths", "8,16", "--batch-size", "4"]) == 0
+    assert "channel names repeat" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_options_synthetic_cells_do_not_use_are_named(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "r"), *TINY_ARGS, "--label-column", "phase",
+                 "--channels", "a,b,c", "--controls"]) == 0
+    err = capsys.readouterr().err
+    for option in ("--label-column", "--channels", "--controls"):
+        assert f"{option} is not used with synthetic cells" in err
+
+
+def test_a_failed_report_leaves_no_staging_folder(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    out = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--out", str(out), *TINY_ARGS])
+    assert list(out.iterdir()) == []
+
+
+def test_home_folder_in_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    X, y, _ = make_cells(40, shape=(16, 16), structures=["nucleoli", "cell_periphery"],
+                         random_state=0)
+    np.savez(tmp_path / "cells.npz", X=X, y=y.astype(str))
+    assert main(["run", "--out", "~/results", "--input", "~/cells.npz", "--epochs", "1",
+                 "--n-latent", "2", "--widths", "8,16"]) == 0
+    assert (tmp_path / "results" / "report.md").is_file()
+
+
 @pytest.mark.skipif(not (_shared_bbbc021() / "manifest.csv").is_file(),
                     reason="shared BBBC021 cells not available")
 def test_run_on_bbbc021_layout(tmp_path):

@@ -8,13 +8,12 @@ by the errors and stored in the returned ``DESCR``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
 from ..io import load_manifest
+from ..io._paths import _expanduser
 
 __all__ = ["load_bbbc021"]
 
@@ -158,7 +157,7 @@ def load_bbbc021(path, *, channels=_CHANNELS, n_jobs=None, verbose=False, return
     >>> data.images.shape, data.images.dtype, data.target.tolist()
     ((2, 3, 68, 68), dtype('float32'), ['DMSO', 'Microtubule stabilizers'])
     """
-    given = Path(path)
+    given = _expanduser(path)
     manifest = given if given.suffix.lower() == ".csv" else given / "manifest.csv"
     if not manifest.parent.is_dir():
         raise FileNotFoundError(f"No BBBC021 folder at '{manifest.parent}'.\n{_LAYOUT}")
