@@ -554,6 +554,33 @@ def test_cache_manifest_detects_stale_cache(collection):
         cache_manifest(table.iloc[::-1], cache, root=root)
 
 
+def test_interrupted_rebuild_is_never_served_as_the_old_cache(collection, monkeypatch):
+    root, cells, table = collection
+    cache = root / "cache.npy"
+    cache_manifest(table, cache, root=root)
+    from cellgen.io import _cache as cache_module
+
+    def killed(*args, **kwargs):  # dies after the new array is in place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_module.json, "dumps", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache_manifest(table.iloc[::-1], cache, root=root, overwrite=True)
+    monkeypatch.undo()
+    # The old arguments must not get the reversed cells.
+    with pytest.raises(ValueError, match="stale: its sidecar"):
+        cache_manifest(table, cache, root=root)
+    X, _ = cache_manifest(table, cache, root=root, overwrite=True)
+    np.testing.assert_array_equal(X, cells)
+
+
+def test_cache_of_a_manifest_with_a_blank_path(collection):
+    root, _, table = collection
+    blank = table.assign(path=table["path"].where(table.index != 1))
+    with pytest.raises(ValueError, match=r"no image path in row\(s\) 1"):
+        cache_manifest(blank, root / "cache.npy", root=root)
+
+
 def test_failed_cache_build_leaves_nothing(collection):
     root, _, _ = collection
     before = sorted(os.listdir(root))
@@ -571,6 +598,19 @@ def test_failed_cache_build_leaves_nothing(collection):
 
 
 # ---------------------------------------------------------------------- save_cells
+
+
+def test_save_cells_refuses_the_current_folder(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work / "sub")
+    X = _cell((2, 1, 8, 8), np.uint8)
+    for target in (".", "..", str(work)):
+        with pytest.raises(ValueError, match="current folder or contains it"):
+            save_cells(target, X, overwrite=True)
+    assert sorted(p.name for p in work.iterdir()) == ["sub"]
+    save_cells("cells", X)  # relative to the current folder
+    assert (work / "sub" / "cells" / "manifest.csv").is_file()
 
 
 def test_save_cells_round_trip(tmp_path):

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_file
-from ._manifest import _image_path, _read_into, _read_table, _resolve_paths, _Stacker
+from ._manifest import (
+    _check_no_blank_paths,
+    _image_path,
+    _read_into,
+    _read_table,
+    _resolve_paths,
+    _Stacker,
+)
 from ._paths import _expanduser
 
 __all__ = ["cache_manifest"]
@@ -184,6 +191,7 @@ def cache_manifest(manifest, cache_path, *, root=None, path_column="path", chann
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
             or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}.")
+    _check_no_blank_paths(table, path_column, source)
     key = _build_key(table, root, path_column, channels, preprocessor)
     if cache_path.exists():
         reason = _stale_reason(cache_path, sidecar, key)
@@ -211,6 +219,10 @@ def cache_manifest(manifest, cache_path, *, root=None, path_column="path", chann
             # Close the map before the file is renamed or removed.
             stacker.out = X = None
         attrs = stacker.attrs()
+        # The old sidecar goes before the new array takes its place: a kill between
+        # the rename and the new sidecar must leave a cache reported stale, never
+        # new cells described by the old arguments.
+        sidecar.unlink(missing_ok=True)
     built = dict(key, format=_FORMAT, shape=shape, dtype="float32", **attrs)
     with atomic_file(sidecar) as tmp:
         tmp.write_text(json.dumps(built, indent=1))

@@ -75,14 +75,18 @@ def _listing(rows, limit=_MAX_LISTED) -> str:
     return shown + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
 
 
-def _resolve_paths(table, root: Path, path_column: str, source: str) -> list[Path]:
-    """Absolute image paths, relative ones taken from ``root``; every file must exist."""
+def _check_no_blank_paths(table, path_column: str, source: str) -> None:
     values = table[path_column].tolist()
     blank = [i for i, v in enumerate(values)
              if not isinstance(v, (str, os.PathLike)) or not str(v).strip()]
     if blank:
         raise ValueError(f"{source} has no image path in row(s) {_listing(blank)}.")
-    paths = [_image_path(v, root) for v in values]
+
+
+def _resolve_paths(table, root: Path, path_column: str, source: str) -> list[Path]:
+    """Absolute image paths, relative ones taken from ``root``; every file must exist."""
+    _check_no_blank_paths(table, path_column, source)
+    paths = [_image_path(v, root) for v in table[path_column].tolist()]
     missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         listed = "; ".join(f"row {i}: '{p}'" for i, p in missing[:_MAX_LISTED])
