@@ -29,7 +29,7 @@ setup(
         "skorch>=1.0",
         "safetensors>=0.4",
         "numpy>=1.24",
-        "scipy>=1.10",
+        "scipy>=1.11",
         "pandas>=2.0",
         "matplotlib>=3.7",
         "joblib>=1.3",

@@ -388,6 +388,11 @@ def test_plots():
     assert sorted(heights) == pytest.approx(sorted(d["differential_coupling"]))
     with pytest.raises(ValueError, match="structure"):
         plot_differential_coupling(d.drop(columns="structure"))
+    # Another second grouping would stack bars on top of each other: refused.
+    by_plate = differential_coupling(c, by=("structure", "plate"),
+                                     metadata=pd.DataFrame({"plate": ["a", "b", "a", "b", "a"]}))
+    with pytest.raises(ValueError, match="several rows per structure"):
+        plot_differential_coupling(by_plate)
 
 
 # ---------------------------------------------------------------- known answer

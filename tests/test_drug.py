@@ -104,6 +104,52 @@ def test_classifier_auc_separated_and_identical():
 def test_classifier_auc_needs_cells_per_fold():
     with pytest.raises(ValueError, match="at least 5 cells"):
         classifier_auc_test(np.ones((3, 2)), np.zeros((10, 2)))
+    # A splitter that leaves one sample out of a fold: an error, never an AUC of NaN
+    # with the smallest p-value.
+    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedKFold
+
+    A, B = np.random.RandomState(0).normal(size=(3, 3)), np.zeros((40, 3))
+    with pytest.raises(ValueError, match="fold .* one sample only"):
+        classifier_auc_test(A, B, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    treated, control = _clouds(20, 20)
+    with pytest.raises(ValueError, match="one sample only in its test part"):
+        classifier_auc_test(treated, control, cv=KFold(2))  # unshuffled: A, then B
+    wells = dict(groups_a=np.arange(20) % 2, groups_b=2 + np.arange(20) % 2)
+    with pytest.raises(ValueError, match="one sample only"):
+        classifier_auc_test(treated, control, cv=LeaveOneGroupOut(), **wells)
+    # Group folds that hold both samples work, though permuted wells may not.
+    result = classifier_auc_test(treated, control, cv=GroupKFold(2), n_permutations=5,
+                                 random_state=0, **wells)
+    assert result.statistic > 0.5 and 1 / 6 <= result.p_value <= 1
+
+
+def test_permutation_p_with_scores_that_could_not_be_computed():
+    from cellgen.analysis._drug import _permutation_p
+
+    assert np.isnan(_permutation_p(np.nan, [0.5, 0.6]))
+    # NaN null scores count as extreme; the others as usual (ties included).
+    assert _permutation_p(0.9, [0.5, np.nan, 0.9, 0.95]) == pytest.approx(4 / 5)
+    assert _permutation_p(0.9, [0.5, 0.6, 0.7]) == pytest.approx(1 / 4)
+
+
+def test_energy_p_does_not_depend_on_units():
+    treated, control = _clouds(15, 15, shift=np.array([3.0, 0.0, 0.0]))
+    p = [energy_distance_test(treated * scale, control * scale, n_permutations=99,
+                              random_state=0).p_value for scale in (1.0, 1e-9, 1e-12, 1e6)]
+    assert p[0] < 0.05 and p == [p[0]] * 4
+
+
+def test_drug_effects_rare_treatment_with_a_splitter(screen):
+    from sklearn.model_selection import StratifiedKFold
+
+    Z, meta = screen
+    meta = meta.copy()
+    meta.loc[70:72, "compound"] = "rare"  # three cells, fewer than the five folds
+    effects = drug_effects(Z, meta, test="auc", n_permutations=19, random_state=0,
+                           cv=StratifiedKFold(5, shuffle=True, random_state=0)).set_index(
+        "compound")
+    assert np.isnan(effects.loc["rare", "auc"]) and np.isnan(effects.loc["rare", "p_value"])
+    assert effects.loc["taxol", "p_value"] == pytest.approx(1 / 20)
 
 
 # ------------------------------------------------------------------ directions
@@ -248,6 +294,11 @@ def test_plot_effect_scatter():
     assert len(plot_effect_scatter(Z, groups).axes[0].texts) == 0
     with pytest.raises(ValueError, match="origin"):
         plot_effect_scatter(Z, groups, direction=effect.direction)
+    # Missing groups as pandas' NA (string dtype): drawn as one group.
+    nullable = pd.Series(["DMSO", None, "taxol", "taxol"], dtype="string")
+    ax = plot_effect_scatter(Z[:4], nullable).axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "<NA> (n=1)", "DMSO (n=1)", "taxol (n=2)"]
 
 
 def test_plot_drug_direction_strip_and_stack():

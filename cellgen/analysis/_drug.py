@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
 from scipy.stats import false_discovery_control, spearmanr
+from sklearn.exceptions import FitFailedWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     StratifiedGroupKFold,
@@ -235,8 +236,10 @@ def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=9
         The unit (well) of each cell of ``A`` and of ``B``; a unit belongs to
         one sample. Given, permutations reassign whole units, keeping the
         number of units of ``A``; the smallest possible p-value is then
-        ``1 / C(n_units, n_units_a)``, so a handful of wells cannot give a
-        small one, as it should be.
+        ``1 / C(n_units, n_units_a)`` (``2 / C`` when both sides have as many
+        units, since swapping the two sides gives the same statistic), so a
+        handful of wells cannot give a small one, as it should be: 3 against 3
+        wells cannot go below 0.1.
     n_permutations : int, default=999
         Label permutations for the p-value; 0 skips the test (p-value NaN).
     random_state : int, RandomState instance or None, default=None
@@ -294,7 +297,9 @@ def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=9
     rng = check_random_state(random_state)
     # Ties with the observed value (the identity permutation, say) must count,
     # and the blockwise products differ from the observed one by rounding only.
-    threshold = observed - 1e-10 * max(abs(observed), 1.0)
+    # Relative to the data's own scale (the mean distance), so that rescaling the
+    # embedding cannot change the p-value.
+    threshold = observed - 1e-10 * max(abs(observed), total / n**2)
     n_extreme = 0
     n_units_a = None if units is None else len(np.unique(units[:n_a]))
     for start in range(0, n_permutations, _PERMUTATION_BLOCK):
@@ -310,6 +315,13 @@ def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=9
         stats = _energy_statistics(D, members, sizes, n - sizes, row_sums, total)
         n_extreme += int(np.count_nonzero(stats >= threshold))
     return TwoSampleResult(observed, (1 + n_extreme) / (1 + n_permutations), n_permutations)
+
+
+def _n_splits(cv):
+    try:
+        return int(cv.get_n_splits())
+    except (AttributeError, TypeError, ValueError):  # splitters that need the data
+        return 1
 
 
 def _splitter(cv, n_min, random_state, unit="cells"):
@@ -395,13 +407,39 @@ def classifier_auc_test(A, B, *, groups_a=None, groups_b=None, cv=5, n_permutati
     if units is not None:
         return _grouped_auc_test(model, X, y, units, cv, n_permutations, rng)
     splitter = _splitter(cv, min(len(A), len(B)), rng)
+    _check_folds(splitter, X, y, None)
     if n_permutations == 0:
         auc = cross_val_score(model, X, y, cv=splitter, scoring="roc_auc").mean()
         return TwoSampleResult(float(auc), float("nan"), 0)
-    auc, _, p_value = permutation_test_score(
+    auc, null, _ = permutation_test_score(
         model, X, y, cv=splitter, scoring="roc_auc", n_permutations=n_permutations,
         random_state=rng.randint(np.iinfo(np.int32).max))
-    return TwoSampleResult(float(auc), float(p_value), n_permutations)
+    return TwoSampleResult(float(auc), _permutation_p(auc, null), n_permutations)
+
+
+def _permutation_p(observed, null):
+    """The permutation p-value ``(1 + #(null >= observed)) / (1 + n)``.
+
+    A null score that could not be computed (NaN: a fold with one class) counts
+    as extreme; a NaN observed score has no p-value.
+    """
+    if not np.isfinite(observed):
+        return float("nan")
+    null = np.asarray(null, dtype=float)
+    extreme = np.count_nonzero(~(null < observed))
+    return float((1 + extreme) / (1 + len(null)))
+
+
+def _check_folds(splitter, X, y, groups):
+    """Every fold must train and test on both samples, or its AUC is undefined."""
+    for i, (train, test) in enumerate(splitter.split(X, y, groups)):
+        for part, idx in (("test", test), ("training", train)):
+            if len(np.unique(y[idx])) < 2:
+                raise ValueError(
+                    f"fold {i} of cv={splitter!r} puts the cells of one sample only in its "
+                    f"{part} part, so no AUC can be computed; each sample needs at least as "
+                    "many cells (or wells) as there are folds, in stratified folds."
+                )
 
 
 def _grouped_auc_test(model, X, y, units, cv, n_permutations, rng):
@@ -409,17 +447,25 @@ def _grouped_auc_test(model, X, y, units, cv, n_permutations, rng):
     n_units_a = len(np.unique(units[y == 1]))
     n_units_b = len(np.unique(units[y == 0]))
     cv = _splitter(cv, min(n_units_a, n_units_b), rng, unit="units")
+    _check_folds(cv, X, y, units)
 
     def score(labels):
-        return cross_val_score(model, X, labels, groups=units, cv=cv, scoring="roc_auc").mean()
+        # A permutation can leave a fold of a non-stratified splitter with one class:
+        # its AUC is undefined (NaN, counted as extreme), not an error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitFailedWarning)
+            try:
+                return cross_val_score(model, X, labels, groups=units, cv=cv,
+                                       scoring="roc_auc", error_score=np.nan).mean()
+            except ValueError:  # every fit failed
+                return np.nan
 
     auc = float(score(y))
     if n_permutations == 0:
         return TwoSampleResult(auc, float("nan"), 0)
     permuted = _unit_permutations(rng, units, n_units_a, n_permutations).astype(int)
     null = np.array([score(permuted[:, j]) for j in range(n_permutations)])
-    p_value = (1 + np.count_nonzero(null >= auc)) / (1 + n_permutations)
-    return TwoSampleResult(auc, float(p_value), n_permutations)
+    return TwoSampleResult(auc, _permutation_p(auc, null), n_permutations)
 
 
 # --------------------------------------------------------------------------- #
@@ -799,7 +845,10 @@ def drug_effects(Z, metadata, *, treatment="compound", control="DMSO", by=None,
                          f"available values: {present}.")
     n_permutations = _check_count(n_permutations, "n_permutations", 0)
     rng = check_random_state(random_state)
-    min_cells = cv if test == "auc" and isinstance(cv, numbers.Integral) else 1
+    # Fewer cells (or wells) than folds: no AUC, a NaN row rather than an error.
+    min_cells = 1
+    if test == "auc":
+        min_cells = cv if isinstance(cv, numbers.Integral) else _n_splits(cv)
 
     rows, vectors, no_control = [], [], []
     keys = metadata[by].reset_index(drop=True) if by else None

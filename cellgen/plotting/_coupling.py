@@ -133,7 +133,8 @@ def plot_differential_coupling(d_frame, *, ax=None):
     TypeError
         If ``d_frame`` is not a DataFrame.
     ValueError
-        If columns are missing or it is empty.
+        If columns are missing, it is empty, or it has several rows for one
+        structure (and phase), which would draw bars on top of each other.
 
     Examples
     --------
@@ -151,6 +152,16 @@ def plot_differential_coupling(d_frame, *, ax=None):
         # NaN never equals itself, so those rows would match no phase: name them.
         phase = d_frame["cell_cycle_phase"].astype(object)
         d_frame = d_frame.assign(cell_cycle_phase=phase.where(phase.notna(), "unknown"))
+    keys = ["structure"] + (["cell_cycle_phase"] if "cell_cycle_phase" in d_frame.columns
+                            else [])
+    if d_frame.duplicated(keys).any():
+        # Such bars would be drawn on top of each other.
+        repeated = d_frame.loc[d_frame.duplicated(keys, keep=False), keys]
+        raise ValueError(
+            f"d_frame has several rows per {' and '.join(keys)} (e.g. "
+            f"{repeated.iloc[0].tolist()}); plot one grouping at a time, for example "
+            "differential_coupling(..., by=('structure', 'cell_cycle_phase')), or select rows."
+        )
     structures = list(pd.unique(d_frame["structure"]))
     phases = (list(pd.unique(d_frame["cell_cycle_phase"]))
               if "cell_cycle_phase" in d_frame.columns else [None])

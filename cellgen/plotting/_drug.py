@@ -169,10 +169,13 @@ def plot_effect_scatter(Z, groups, *, dims=(0, 1), direction=None, origin=None, 
         ax = fig.add_subplot()
     else:
         fig = _root_figure(ax)
-    missing = pd.isna(groups)
-    for label in pd.unique(groups):
-        # NaN never equals itself: cells without a group are drawn as one group.
-        mask = missing if pd.isna(label) else (groups == label) & ~missing
+    # Codes, not comparisons: NaN never equals itself and pandas' NA cannot be
+    # compared at all; cells without a group (code -1) are drawn as one group.
+    codes, uniques = pd.factorize(pd.Series(groups, dtype=object), sort=False)
+    missing = codes < 0
+    for code in pd.unique(codes):  # in order of first appearance
+        label = uniques[code] if code >= 0 else groups[missing][0]
+        mask = codes == code
         ax.scatter(Z[mask, dims[0]], Z[mask, dims[1]], s=8, alpha=0.6, linewidths=0,
                    color=colors.get(label), label=f"{label} (n={int(mask.sum())})")
     if direction is not None:
