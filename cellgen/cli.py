@@ -120,7 +120,8 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
         # at the end need distinct names, so say it now, not after training.
         print(f"cellgen: warning: the images' channel names repeat ({names}); the report "
               "calls them membrane, DNA and structure.", file=sys.stderr)
-        names = ["membrane", "DNA", "structure"] + [f"ch{i}" for i in range(3, len(names))]
+        names = (["membrane", "DNA"] + [f"ch{i}" for i in range(2, len(names) - 1)]
+                 + ["structure"])  # the structure channel is the last
     structure_name = names[-1] if names else "structure"
     if label_column is not None:
         y = meta[label_column].astype(str).to_numpy()
