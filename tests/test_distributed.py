@@ -70,3 +70,25 @@ def test_without_a_seed_the_ranks_still_agree(tmp_path):
     r0, r1 = _torchrun(tmp_path, 8, "none")
     assert r0["valid_elbo"] == r1["valid_elbo"]
     assert r0["checksum"] == r1["checksum"]
+
+
+def test_gpu_processes_bind_their_own_gpu_and_carry_cpu_tensors(monkeypatch):
+    # No GPU here: the calls torch would get on one are recorded instead.
+    import torch
+    import torch.distributed as dist
+
+    from cellgen.train import distributed_world
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    assert distributed_world() == (1, 2)
+    # The GPU first (NCCL uses the current device), then a group with a CPU backend too.
+    assert calls == [("set_device", 1), ("init", "cpu:gloo,cuda:nccl")]

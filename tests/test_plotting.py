@@ -317,6 +317,29 @@ def test_plot_channels(rng):
     assert len(fig.axes) == 5
     with pytest.raises(ValueError, match="channel_names"):
         plot_channels(images, channel_names=["a", "b"])
+    # The data's names with a selection that reorders every channel: each row keeps
+    # the name of the channel it shows.
+    flat = np.ones((2, 3, 8, 8)) * np.array([0.2, 0.5, 0.9])[None, :, None, None]
+    fig = plot_channels(flat, n=1, channels=[2, 0, 1], channel_names=["membrane", "DNA",
+                                                                      "structure"])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["structure", "membrane", "DNA"]
+    assert fig.axes[0].get_images()[0].get_array()[0, 0, 0] == pytest.approx(0.9)
+
+
+def test_nan_voxels_and_bfloat16_tensors():
+    import torch
+
+    cell = np.zeros((1, 1, 4, 5, 5), np.float32)
+    cell[0, 0, :, 2, 2] = 0.8
+    cell[0, 0, 3] = np.nan  # one bad plane must not blank the top view
+    np.testing.assert_allclose(composite(cell)[0, 2, 2], 0.8)
+    assert np.isnan(project(np.full((1, 1, 2, 3, 3), np.nan))).all()
+    bright = np.zeros((1, 1, 2, 2), np.float32)
+    bright[0, 0, 0, 0] = np.inf
+    assert composite(bright)[0, 0, 0].tolist() == [1.0, 1.0, 1.0]  # saturated, not black
+    tensor = torch.rand(2, 3, 8, 8)
+    np.testing.assert_allclose(composite(tensor.bfloat16()),
+                               composite(tensor.bfloat16().float()))
 
 
 # --------------------------------------------------------------------------- #

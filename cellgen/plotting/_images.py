@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,7 +49,10 @@ def _as_array(images, name: str, ndims: Sequence[int], what: str) -> np.ndarray:
         raise TypeError(f"{name} must be an array of images, got None.")
     # Duck-typed so that torch tensors work without importing torch here.
     if hasattr(images, "detach") and hasattr(images, "cpu"):
-        images = images.detach().cpu().numpy()
+        images = images.detach().cpu()
+        if str(images.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            images = images.float()
+        images = images.numpy()
     try:
         arr = np.asarray(images)
     except Exception as exc:  # ragged nested lists and the like
@@ -138,10 +142,12 @@ def _per_channel(values, name: str, n_channels: int, channels: list[int] | None)
             ) from exc
     values = list(values)
     n_selected = n_channels if channels is None else len(channels)
-    if len(values) == n_selected:
-        return values
+    # One entry per input channel is read in the input's order, also when the
+    # selection reorders every channel (names from the data's metadata).
     if channels is not None and len(values) == n_channels:
         return [values[c] for c in channels]
+    if len(values) == n_selected:
+        return values
     expected = (
         f"{n_selected}" if channels is None
         else f"{n_selected} (the selected channels) or {n_channels} (all channels)"
@@ -206,7 +212,8 @@ def project(images, axis="z", method="max"):
     -------
     projected : ndarray of shape (n_cells, n_channels, Y, X) or \
 (n_cells, n_channels, Z, Y)
-        The projection, with the dtype of ``images`` for ``"max"``.
+        The projection, with the dtype of ``images`` for ``"max"``. NaN voxels
+        are left out (a column of NaNs stays NaN).
 
     Raises
     ------
@@ -245,9 +252,13 @@ def project(images, axis="z", method="max"):
             )
         return arr
     reduce_axis = 2 if axis == "z" else 4
-    if method == "max":
-        return arr.max(axis=reduce_axis)
-    return arr.mean(axis=reduce_axis)
+    # A NaN voxel (a diverged reconstruction) must not blank its whole column;
+    # only a column of NaNs stays NaN.
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if method == "max":
+            return np.nanmax(arr, axis=reduce_axis)
+        return np.nanmean(arr, axis=reduce_axis)
 
 
 def _scale_per_channel(arr: np.ndarray) -> np.ndarray:
@@ -316,7 +327,7 @@ def composite(images, colors=None, clip=(0, 1), *, normalize=False):
     rgb_colors = _resolve_colors(colors, arr.shape[1])
     arr = project(arr, axis="z").astype(np.float32, copy=False)
     # NaNs from a diverging model should still show as a picture, not fail.
-    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=np.finfo(np.float32).max, neginf=0.0)
     if normalize:
         arr = arr / _scale_per_channel(arr)
     if window is not None:
@@ -647,8 +658,8 @@ def plot_channels(
     images : array-like of shape (n_cells, n_channels, [Z,] Y, X)
         Multichannel images; 3D images are max-projected along z.
     channel_names : sequence of str or None, default=None
-        Row labels, one per channel (of all channels or of the selected ones);
-        ``None`` labels the rows "channel 0", "channel 1", ...
+        Row labels, one per channel (of all channels, in the input's order, or of
+        the selected ones); ``None`` labels the rows "channel 0", "channel 1", ...
     n : int, default=8
         Number of cells (columns) to show, the first ``n``.
     channels : int or sequence of int or None, default=None

@@ -45,7 +45,13 @@ def distributed_world() -> tuple[int, int] | None:
     if not dist.is_initialized():
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return None
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            # One GPU per process, and a group that carries CPU tensors too (a fit
+            # with device="cpu", the seed broadcast).
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group("gloo")
     if dist.get_world_size() <= 1:
         return None
     return dist.get_rank(), dist.get_world_size()
