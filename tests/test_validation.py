@@ -138,6 +138,21 @@ def test_bad_parameters_are_named(param, value, error):
         est.fit(GOOD[:, :2])
 
 
+def test_devices_this_machine_lacks_are_named(monkeypatch):
+    import torch
+
+    from cellgen.train import resolve_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no Apple GPU"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="only 1 CUDA GPU"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == "cuda:0"
+
+
 @pytest.mark.parametrize("n_cells, params, match", [
     # 4 cells, 10% held out: the split rounds to no validation cell.
     (4, dict(validation_fraction=0.1), r"validation_fraction=0.1 of 4 cells leaves 0 cell"),

@@ -47,7 +47,8 @@ def resolve_device(device: str | torch.device | None) -> str:
     Raises
     ------
     ValueError
-        If ``device`` is not a valid torch device, or names CUDA when none is present.
+        If ``device`` is not a valid torch device, or names a CUDA or MPS device
+        that is not present.
 
     Examples
     --------
@@ -65,6 +66,12 @@ def resolve_device(device: str | torch.device | None) -> str:
         ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but no CUDA GPU is available.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was requested but there are only "
+                         f"{torch.cuda.device_count()} CUDA GPU(s).")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was requested but this machine has no Apple "
+                         "GPU (MPS) that torch can use.")
     return str(dev)
 
 
