@@ -75,6 +75,35 @@ def test_per_row_keywords_from_a_column(conditional2d, collection):
         Z_one, _by_chunk(lambda x: conditional2d.transform(x, structures=one), X))
 
 
+def test_frozen_models_home_folder_and_folder_as_out(conditional2d, collection, tmp_path,
+                                                    monkeypatch):
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import make_pipeline
+
+    from cellgen.preprocessing import IntensityNormalizer
+
+    csv, X, table = collection
+    labels = table["structure"].to_numpy()
+    expected = _by_chunk(lambda x, s: conditional2d.transform(x, structures=s), X, labels)
+    frozen = FrozenEstimator(conditional2d)
+    np.testing.assert_allclose(
+        map_manifest(frozen, csv, chunk_size=CHUNK, structures="structure"), expected,
+        atol=1e-6)
+    pipe = make_pipeline(IntensityNormalizer(), frozen).fit(X, labels)
+    assert map_manifest(pipe, csv, structures="structure").shape == expected.shape
+    monkeypatch.setenv("HOME", str(tmp_path))
+    map_manifest(conditional2d, csv, structures="structure", out="~/codes.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "codes.npy"), expected, atol=1e-6)
+    # A folder where the file should go: said before any chunk is computed.
+    (tmp_path / "taken.npy").mkdir()
+    def no_work(self, X, structures=None):
+        pytest.fail("a chunk was computed")
+
+    monkeypatch.setattr(type(conditional2d), "transform", no_work)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        map_manifest(conditional2d, csv, structures="structure", out=tmp_path / "taken.npy")
+
+
 def test_a_missing_required_argument_is_named(conditional2d, collection, tmp_path):
     csv, _, _ = collection
     with pytest.raises(TypeError, match=r"impute needs the argument\(s\) \['structures'\]"):

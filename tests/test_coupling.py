@@ -134,6 +134,12 @@ def test_coupling_errors(conditional2d, cells2d):
         structure_coupling(reference, X, y)
     with pytest.raises(TypeError, match="got str"):
         structure_coupling("model", X, y)
+    from sklearn.pipeline import make_pipeline
+
+    from cellgen.preprocessing import IntensityNormalizer
+
+    with pytest.raises(TypeError, match=r"got Pipeline .*pipe\[-1\]"):
+        structure_coupling(make_pipeline(IntensityNormalizer(), conditional2d), X, y)
     lonely = y.astype(object)
     lonely[0] = "only_me"
     with pytest.raises(ValueError, match="'only_me'"):

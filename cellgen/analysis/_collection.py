@@ -15,16 +15,17 @@ import inspect
 import numbers
 import os
 import uuid
-from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..io import load_manifest, read_manifest
+from ..io._paths import _expanduser
 
 __all__ = ["map_manifest"]
 
@@ -217,11 +218,13 @@ def _check_out(out):
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be None or the path of a .npy file; got "
                         f"{type(out).__name__}.")
-    out = Path(out)
+    out = _expanduser(out)
     if out.suffix.lower() != ".npy":
         raise ValueError(f"out must be the path of a .npy file; got '{out}'.")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"The folder of out, '{out.parent}', does not exist.")
+    if out.is_dir():  # found now, not after the last chunk
+        raise IsADirectoryError(f"out '{out}' is a folder; give the path of a .npy file.")
     return out
 
 
@@ -369,7 +372,10 @@ def map_manifest(model, manifest, *, method="transform", root=None, path_column=
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}.")
     head, final = _split_model(model)
-    allowed = _per_cell_methods(final)
+    # A FrozenEstimator hands its methods on to the model it wraps without defining
+    # them: look them up on that model.
+    allowed = _per_cell_methods(final.estimator if isinstance(final, FrozenEstimator)
+                                else final)
     if not isinstance(method, str):
         raise TypeError(f"method must be the name of a method, one of {allowed}; got "
                         f"{type(method).__name__}.")

@@ -57,8 +57,14 @@ def _resolve_model(model):
         return model, None, ref, ref
     # The parameters name the kind of model whether or not it is fitted.
     if not (hasattr(model, "structure_model") or hasattr(model, "structure_channel")):
-        hint = (" (a ReferenceVAE models the reference channels alone; coupling needs the "
-                "structure given the reference)" if hasattr(model, "score_samples") else "")
+        if hasattr(model, "steps"):  # a Pipeline
+            hint = (" (pass the fitted model at its end, pipe[-1], with the images its "
+                    "earlier steps give, pipe[:-1].transform(X))")
+        elif hasattr(model, "score_samples"):
+            hint = (" (a ReferenceVAE models the reference channels alone; coupling needs "
+                    "the structure given the reference)")
+        else:
+            hint = ""
         raise TypeError("model must be a StatisticalCell or a ConditionalStructureVAE, got "
                         f"{type(model).__name__}{hint}.")
     raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call "
