@@ -224,7 +224,8 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
         cell-cycle phase: Eq. 4 swaps among all cells of a structure, so a
         mitotic cell's DNA may be replaced by an interphase nucleus, which
         measures how the structure depends on the phase the DNA reveals as
-        much as its coupling within the phase. ``None`` follows Eq. 4.
+        much as its coupling within the phase. ``None`` follows Eq. 4. Cells
+        whose group is missing (NaN or None) form a group of their own.
     beta : None, "model" or float in [0, 1], default=None
         Which ELBO the ratio is taken of, the same in numerator and denominator.
         ``None``: the unweighted ELBO ``-(reconstruction + KL)``, the bound on
