@@ -102,6 +102,14 @@ def test_checkpoint_of_other_augmentation_is_refused(X, tmp_path):
         ReferenceVAE(max_epochs=2, checkpoint_dir=tmp_path, augment="flips", **SETTINGS).fit(X)
 
 
+def test_checkpoint_longer_than_max_epochs_is_refused(X, tmp_path):
+    ReferenceVAE(max_epochs=3, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    with pytest.raises(ValueError, match="holds 3 epochs of this run, more than max_epochs=1"):
+        ReferenceVAE(max_epochs=1, checkpoint_dir=tmp_path, **SETTINGS).fit(X)
+    assert len(ReferenceVAE(max_epochs=3, checkpoint_dir=tmp_path, **SETTINGS)
+               .fit(X).history_) == 3
+
+
 def test_resume_without_random_state(X, tmp_path):
     # Each fit without random_state draws its seed; running the interrupted fit again
     # must take the interrupted run's seed, or no unseeded fit could ever resume.

@@ -177,6 +177,17 @@ def test_beta_weights_the_two_elbo_terms(conditional2d, few):
     assert not np.allclose(rec_only["coupling"], kl_only["coupling"])
 
 
+def test_beta_model_is_the_fitted_beta(conditional2d, few):
+    import copy
+
+    X, y = few
+    model = copy.deepcopy(conditional2d)
+    before = structure_coupling(model, X, y, n_swaps=2, beta="model", random_state=0)
+    model.set_params(beta=0.9)  # not refitted: still the model trained at its own beta
+    after = structure_coupling(model, X, y, n_swaps=2, beta="model", random_state=0)
+    pd.testing.assert_frame_equal(before, after)
+
+
 @pytest.mark.parametrize("beta", [-0.1, 1.5, "paper", True, float("nan")])
 def test_beta_must_be_none_model_or_in_unit_interval(conditional2d, few, beta):
     X, y = few

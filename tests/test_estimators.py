@@ -70,6 +70,31 @@ def test_not_fitted_errors(est, cells2d):
             est.score_samples(X, structures=y)
 
 
+def test_statistical_cell_reuses_a_frozen_reference_model(cells2d, reference2d):
+    from sklearn.frozen import FrozenEstimator
+
+    X, y, _ = cells2d
+    before = reference2d.transform(X[:, :2])
+    cell = StatisticalCell(FrozenEstimator(reference2d), ConditionalStructureVAE(**TINY),
+                           ).fit(X, y)
+    assert cell.reference_model_ is reference2d  # kept as it is, not retrained
+    np.testing.assert_array_equal(cell.transform(X, structures=y)[:, :4], before)
+
+
+def test_tags_describe_images_in_and_float32_out():
+    from sklearn.utils import get_tags
+
+    from cellgen.analysis import StructureCoupling
+    from cellgen.preprocessing import ImageFeatures, PadCrop
+
+    for est in (ReferenceVAE(), ConditionalStructureVAE(), StatisticalCell()):
+        tags = get_tags(est)
+        assert not tags.input_tags.two_d_array
+        assert tags.transformer_tags.preserves_dtype == ["float32"]
+    for est in (PadCrop((8, 8)), ImageFeatures(), StructureCoupling(ConditionalStructureVAE())):
+        assert not get_tags(est).input_tags.two_d_array
+
+
 def test_set_params_leaves_a_fitted_model_alone(cells2d):
     # scikit-learn's contract: new parameters take effect at the next fit.
     X = cells2d[0][:32, :2]

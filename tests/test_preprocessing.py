@@ -303,6 +303,19 @@ def test_integer_torch_tensor_is_normalized_like_the_numpy_array():
     np.testing.assert_array_equal(IntensityNormalizer().fit_transform(torch.from_numpy(X)),
                                   expected)
 
+    class OnDisk:  # what h5py, zarr or xarray hand over: a dtype and __array__
+        dtype = X.dtype
+        shape = X.shape
+        ndim = X.ndim
+
+        def __array__(self, dtype=None, copy=None):
+            return X if dtype is None else X.astype(dtype)
+
+        def __len__(self):
+            return len(X)
+
+    np.testing.assert_array_equal(IntensityNormalizer().fit_transform(OnDisk()), expected)
+
 
 def test_mode_normalizer_float_noisy_background():
     rng = np.random.RandomState(2)
@@ -414,6 +427,12 @@ def test_padcrop_errors():
     pc = PadCrop((6, 6, 6)).fit(X)
     with pytest.raises(ValueError, match="spatial shape"):
         pc.inverse_transform(X)
+    # A refused refit leaves the earlier fit in place.
+    Xt = pc.transform(X)
+    with pytest.raises(ValueError, match="spatial axes"):
+        pc.fit(np.zeros((1, 2, 4, 4)))
+    assert pc.spatial_ndim_ == 3
+    np.testing.assert_array_equal(pc.inverse_transform(Xt), X)
 
 
 # ----------------------------------------------------------------------------- projection

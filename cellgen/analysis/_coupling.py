@@ -145,7 +145,9 @@ def _check_beta(beta, scorer):
     if beta is None:
         return None
     if isinstance(beta, str) and beta == "model":
-        beta = getattr(scorer, "beta", None)
+        # The β the model was trained with (its net's), not the parameter, which
+        # set_params may have changed since.
+        beta = getattr(getattr(scorer, "net_", None), "beta", getattr(scorer, "beta", None))
     if isinstance(beta, bool) or not isinstance(beta, Real) or not 0.0 <= beta <= 1.0:
         raise ValueError(f'beta must be None, "model" or a number in [0, 1], got {beta!r}.')
     return float(beta)
@@ -528,6 +530,11 @@ class StructureCoupling(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.reference_names = reference_names
         self.beta = beta
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images, not a table
+        return tags
 
     def fit(self, X, y=None, *, structures=None):
         """Check that the model is fitted and record the reference channel names.

@@ -283,8 +283,14 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                 elif done < self.max_epochs:
                     # max_epochs counts the epochs before the interruption too.
                     net.partial_fit(train, None, epochs=self.max_epochs - done)
-                else:
+                elif done == self.max_epochs:
                     net.notify("on_train_end", X=train, y=None)
+                else:
+                    raise ValueError(
+                        f"checkpoint_dir '{self.checkpoint_dir}' holds {done} epochs of this "
+                        f"run, more than max_epochs={self.max_epochs}; use another folder "
+                        "(or delete that one) for the shorter run."
+                    )
         except FloatingPointError as exc:
             restore = dict(net.callbacks_).get("restore_best")
             if restore is not None and restore.best_state_ is not None:
@@ -571,4 +577,5 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.non_deterministic = False
+        tags.transformer_tags.preserves_dtype = ["float32"]  # latents are float32
         return tags

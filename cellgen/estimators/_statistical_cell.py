@@ -6,6 +6,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
@@ -30,8 +31,10 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    reference_model : ReferenceVAE or None, default=None
-        Unfitted model of the reference channels (cloned in ``fit``);
+    reference_model : ReferenceVAE, FrozenEstimator or None, default=None
+        Unfitted model of the reference channels (cloned in ``fit``), or a
+        fitted one wrapped in :class:`sklearn.frozen.FrozenEstimator`, kept as
+        it is (one reference model shared by several structure models);
         ``None`` uses ``ReferenceVAE()`` with the paper's settings.
     structure_model : ConditionalStructureVAE or None, default=None
         Unfitted conditional model (cloned in ``fit``; its channel parameters
@@ -144,7 +147,11 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         struct_model = clone(self.structure_model) if self.structure_model is not None \
             else ConditionalStructureVAE()
         struct_model.set_params(reference_channels=list(range(n_ref)), structure_channel=n_ref)
-        self.reference_model_ = ref_model.fit(channel_view(X, self.reference_channels_))
+        # y=None passed on, as scikit-learn's meta-estimators do: a FrozenEstimator
+        # (a reference model fitted once, reused for every structure) needs it.
+        fitted = ref_model.fit(channel_view(X, self.reference_channels_), None)
+        self.reference_model_ = (fitted.estimator if isinstance(fitted, FrozenEstimator)
+                                 else fitted)
         self.structure_model_ = struct_model.fit(self._conditional_input(X), structures=labels)
         self.classes_ = self.structure_model_.classes_
         return self
@@ -445,4 +452,5 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

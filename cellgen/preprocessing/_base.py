@@ -9,6 +9,8 @@ with None, which ``Pipeline.get_feature_names_out`` passes to the next step.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -20,6 +22,25 @@ __all__ = []
 
 #: Containers ``set_output`` accepts, as in scikit-learn (None leaves the setting).
 _OUTPUT_CONTAINERS = ("default", "pandas", "polars")
+
+
+def _unchanged_on_failure(fit):
+    """Decorate ``fit`` so that a refused refit leaves the earlier fit as it was.
+
+    ``fit`` records the new input's geometry before checking the parameters
+    against it; if a check then fails, the fitted attributes must not describe
+    data the transformer was never fitted on.
+    """
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+    return wrapper
 
 
 class _ImageTransformer(TransformerMixin, BaseEstimator):
@@ -43,9 +64,12 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
         # No automatic wrapping of transform/fit_transform into DataFrames.
         kwargs.setdefault("auto_wrap_output_keys", None)
         super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__:
+            cls.fit = _unchanged_on_failure(cls.__dict__["fit"])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images, not a table
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 

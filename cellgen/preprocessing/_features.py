@@ -168,6 +168,11 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images, not a table
+        return tags
+
     def fit(self, X, y=None):
         """Check the images and record their channels.
 

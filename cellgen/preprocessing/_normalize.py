@@ -211,6 +211,8 @@ class IntensityNormalizer(_ImageTransformer):
             raw = np.asarray(X)
         elif hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor, as numpy
             raw = X.detach().cpu().numpy()
+        elif getattr(getattr(X, "dtype", None), "kind", "") in ("i", "u"):
+            raw = np.asarray(X)  # h5py, zarr, xarray...: the same exact mode
         else:
             raw = None
         lo, hi = self._check_percentiles()
