@@ -15,6 +15,7 @@ import inspect
 import numbers
 import os
 import uuid
+from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -25,7 +26,6 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..io import load_manifest, read_manifest
-from ..io._paths import _expanduser
 
 __all__ = ["map_manifest"]
 
@@ -218,7 +218,7 @@ def _check_out(out):
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be None or the path of a .npy file; got "
                         f"{type(out).__name__}.")
-    out = _expanduser(out)
+    out = Path(os.path.expanduser(out))  # "~" as in a shell, as cellgen.io does
     if out.suffix.lower() != ".npy":
         raise ValueError(f"out must be the path of a .npy file; got '{out}'.")
     if not out.parent.is_dir():
