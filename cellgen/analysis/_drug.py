@@ -166,12 +166,22 @@ def _vector(v, name, n_features):
 # two-sample tests
 # --------------------------------------------------------------------------- #
 def _energy_statistics(D, members, n_a, n_b, row_sums, total):
-    """Energy distances for label columns ``members`` (n, k) of 0/1 (1 = sample A)."""
+    """Energy distances for label columns ``members`` (n, k) of 0/1 (1 = sample A).
+
+    The within-sample means are over pairs of distinct cells (the U-statistic):
+    counting each cell's zero distance to itself would bias the statistic by
+    about the mean distance times ``1/n_a + 1/n_b``, which changes when whole
+    wells of different sizes are permuted and would make well-level p-values
+    too small.
+    """
     DA = D @ members
     s_aa = np.einsum("ij,ij->j", members, DA)
     s_ab = members.T @ row_sums - s_aa
     s_bb = total - s_aa - 2.0 * s_ab
-    return 2.0 * s_ab / (n_a * n_b) - s_aa / n_a**2 - s_bb / n_b**2
+    # A sample of one cell has no pair: its (zero) within sum counts as 0.
+    pairs_a = np.maximum(n_a * (n_a - 1), 1)
+    pairs_b = np.maximum(n_b * (n_b - 1), 1)
+    return 2.0 * s_ab / (n_a * n_b) - s_aa / pairs_a - s_bb / pairs_b
 
 
 def _units(groups_a, groups_b, n_a, n_b):
@@ -215,9 +225,10 @@ def energy_distance_test(A, B, *, groups_a=None, groups_b=None, n_permutations=9
 
     The energy distance (Székely and Rizzo) is
     ``2 E|a - b| - E|a - a'| - E|b - b'|`` with Euclidean norms, estimated by
-    the means over all pairs (the V-statistic, diagonal zeros included, which
-    is never negative). It is zero exactly when the two distributions are
-    equal, so it sees changes of the mean, the spread and the shape alike.
+    the means over pairs of distinct cells (the unbiased U-statistic: about 0,
+    and sometimes slightly negative, for samples of one distribution). The
+    distance is zero exactly when the two distributions are equal, so it sees
+    changes of the mean, the spread and the shape alike.
     The p-value comes from permuting the sample labels: of single cells, or
     with ``groups_a`` and ``groups_b`` of whole units (wells, plates).
 
