@@ -136,6 +136,38 @@ def test_other_version_warns_and_gpu_model_loads_on_cpu(reference2d, cells2d, tm
     np.testing.assert_array_equal(loaded.transform(X), reference2d.transform(X))
 
 
+def test_a_model_saved_on_an_apple_gpu_loads_here(reference2d, cells2d, tmp_path, monkeypatch):
+    folder = reference2d.save(tmp_path / "ref")
+    meta = json.loads((folder / "cellgen.json").read_text())
+    meta["fitted"]["device_"] = "mps"
+    (folder / "cellgen.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    loaded = ReferenceVAE.load(folder)
+    assert loaded.device_ == "cpu"
+    X = cells2d[0][:, :2]
+    np.testing.assert_array_equal(loaded.transform(X), reference2d.transform(X))
+    state = reference2d.__getstate__()
+    state["device_"] = "mps"
+    again = ReferenceVAE.__new__(ReferenceVAE)
+    again.__setstate__(state)
+    assert again.device_ == "cpu"
+
+
+def test_save_refuses_the_working_folder_and_expands_home(reference2d, tmp_path, monkeypatch):
+    work = tmp_path / "project"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "raw.csv").write_text("precious")
+    monkeypatch.chdir(work)
+    for target in (".", str(work), ".."):
+        with pytest.raises(ValueError, match="current folder or contains it"):
+            reference2d.save(target, overwrite=True)
+    assert (work / "data" / "raw.csv").read_text() == "precious"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    reference2d.save("~/models/ref")
+    assert (tmp_path / "models" / "ref" / "cellgen.json").is_file()
+    assert ReferenceVAE.load("~/models/ref").n_latent == reference2d.n_latent
+
+
 def test_callbacks_are_not_saved(cells2d, tmp_path):
     from skorch.callbacks import Callback
 

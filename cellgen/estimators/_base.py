@@ -132,6 +132,17 @@ def _seeded(seed: int, device: str):
         yield
 
 
+def _available_device(saved):
+    """The device a model was fitted on if this machine has it, else the CPU.
+
+    A model fitted on a GPU (CUDA or Apple's MPS) still loads on a CPU.
+    """
+    try:
+        return resolve_device(saved)
+    except ValueError:
+        return "cpu"
+
+
 def _model_images(X, **kwargs):
     """``check_images`` for a model's input, warning about integer images.
 
@@ -367,8 +378,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         if payload is not None:
             from skorch.history import History
 
-            if str(self.device_).startswith("cuda") and not torch.cuda.is_available():
-                self.device_ = "cpu"  # a model fitted on a GPU still loads on a CPU
+            self.device_ = _available_device(self.device_)
             self._restore_net(payload["module_state"], History(payload["history"]))
 
     def _restore_net(self, module_state, history):

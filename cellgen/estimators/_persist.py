@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,8 @@ from safetensors.torch import load_file, save_file
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
 
-from ..io._atomic import atomic_directory
+from ..io._atomic import atomic_directory, check_not_working_folder
+from ..io._paths import _expanduser
 from ..module import VAE, ConditionalVAE
 
 __all__ = []
@@ -84,7 +84,8 @@ def _plain_params(estimator):
 
 def _write_dir(path, overwrite, fill):
     """Fill a new folder and put it in place of ``path`` (all or nothing)."""
-    path = Path(path)
+    # Refused before anything else, whatever overwrite says.
+    path = check_not_working_folder(_expanduser(path))
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,7 @@ def save_statistical_cell(estimator, path, *, overwrite=False):
 
 
 def _read_meta(path, expected):
-    path = Path(path)
+    path = _expanduser(path)
     meta_file = path / META
     if not meta_file.is_file():
         raise FileNotFoundError(
@@ -178,7 +179,7 @@ def _read_meta(path, expected):
 def load_vae(cls, path, device=None):
     from skorch.history import History
 
-    path = Path(path)
+    path = _expanduser(path)
     meta = _read_meta(path, cls.__name__)
     weights = path / WEIGHTS
     if not weights.is_file():
@@ -192,8 +193,10 @@ def load_vae(cls, path, device=None):
         from ..train import resolve_device
 
         estimator.device_ = resolve_device(device)
-    elif str(estimator.device_).startswith("cuda") and not torch.cuda.is_available():
-        estimator.device_ = "cpu"  # a model fitted on a GPU still loads on a CPU
+    else:
+        from ._base import _available_device
+
+        estimator.device_ = _available_device(estimator.device_)
     if meta.get("classes") is not None:
         estimator.label_encoder_ = LabelEncoder()
         estimator.label_encoder_.classes_ = np.asarray(meta["classes"])
@@ -216,7 +219,7 @@ def load_statistical_cell(cls, path, device=None):
     from ._conditional import ConditionalStructureVAE
     from ._reference import ReferenceVAE
 
-    path = Path(path)
+    path = _expanduser(path)
     meta = _read_meta(path, cls.__name__)
     reference = load_vae(ReferenceVAE, path / "reference_model", device)
     structure = load_vae(ConditionalStructureVAE, path / "structure_model", device)

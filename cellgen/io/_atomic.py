@@ -46,14 +46,31 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def check_not_working_folder(path) -> Path:
+    """``path`` made absolute; a ``ValueError`` if it is the current folder or holds it.
+
+    A folder written whole is put in place of the old one, which is then
+    deleted: the folder a process works in, or one above it, must never be.
+    """
+    path = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if cwd == path or path in cwd.parents:
+        raise ValueError(f"'{path}' is the current folder or contains it; a new folder is "
+                         "written in its place, which would delete it: give a new folder, "
+                         "e.g. 'cells' or 'model'.")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield a new empty sibling folder; put it in place of ``path`` on success.
 
     An existing ``path`` is moved aside first and deleted only once the new folder
     is in place, so at every moment ``path`` is either the old or the new
-    complete folder (or, for an instant between two renames, absent).
+    complete folder (or, for an instant between two renames, absent). The
+    current folder, or one above it, is refused.
     """
+    path = check_not_working_folder(path)
     tmp = _sibling(path, "tmp")
     tmp.mkdir()
     try:

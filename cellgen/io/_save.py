@@ -9,12 +9,11 @@ with :func:`~cellgen.io.load_manifest`.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_directory
+from ._atomic import atomic_directory, check_not_working_folder
 from ._paths import _expanduser
 from ._tiff import _check_write_args, _write
 
@@ -93,13 +92,8 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
     >>> np.array_equal(X_back, X), metadata.attrs["channel_names"]
     (True, ['membrane', 'DNA', 'structure'])
     """
-    directory = Path(os.path.abspath(_expanduser(directory)))
-    cwd = Path.cwd()
-    if cwd == directory or directory in cwd.parents:
-        # The folder is written beside and then put in place of the old one; the
-        # folder a process works in (or one above it) must not be swapped away.
-        raise ValueError(f"'{directory}' is the current folder or contains it; save_cells "
-                         "writes a folder of its own: give a new folder, e.g. 'cells'.")
+    # Refused before anything else, whatever overwrite says.
+    directory = check_not_working_folder(_expanduser(directory))
     X = np.asarray(X)
     if X.ndim not in (4, 5) or X.shape[0] == 0:
         raise ValueError(
