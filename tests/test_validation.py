@@ -124,6 +124,20 @@ def test_missing_labels_are_named(missing, as_series):
         labels = labels.astype("string")
     with pytest.raises(ValueError, match="missing .* labels"):
         ConditionalStructureVAE(**TINY).fit(GOOD, labels)
+    # As a plain list of strings, where numpy would turn a NaN into the string 'nan'.
+    as_list = list(LABELS)
+    as_list[1] = missing
+    with pytest.raises(ValueError, match="missing .* labels"):
+        ConditionalStructureVAE(**TINY).fit(GOOD, as_list)
+
+
+def test_bfloat16_tensors_are_images():
+    import torch
+
+    from cellgen.utils import check_images
+
+    X = torch.rand(2, 1, 8, 8).bfloat16()
+    np.testing.assert_array_equal(check_images(X), X.float().numpy())
 
 
 @pytest.mark.parametrize("param, value, error", [

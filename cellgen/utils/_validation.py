@@ -84,7 +84,10 @@ def check_images(
     if X is None:
         raise TypeError(f"{name} must be an array of images, got None.")
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor
-        X = X.detach().cpu().numpy()
+        X = X.detach().cpu()
+        if str(X.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            X = X.float()
+        X = X.numpy()
     lazy = isinstance(X, ChannelView) or (
         isinstance(X, np.memmap) and X.dtype == np.float32 and X.flags.c_contiguous)
     try:
@@ -189,6 +192,11 @@ def check_labels(y, n_samples: int, *, name: str = "y", known=None) -> np.ndarra
         y = y.to_numpy()
     if isinstance(y, (str, bytes, numbers.Number, np.generic)):
         y = np.full(n_samples, y, dtype=object if isinstance(y, str) else None)
+    if isinstance(y, (list, tuple)) and any(
+            not isinstance(v, (str, bytes)) and pd.api.types.is_scalar(v) and pd.isna(v)
+            for v in y):
+        # np.asarray(["a", nan]) would make the NaN the string 'nan'.
+        raise ValueError(f"{name} contains missing (None, NaN or NA) labels.")
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
