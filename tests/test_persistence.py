@@ -168,6 +168,37 @@ def test_save_refuses_the_working_folder_and_expands_home(reference2d, tmp_path,
     assert ReferenceVAE.load("~/models/ref").n_latent == reference2d.n_latent
 
 
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: [m], "malformed: it holds a list"),
+    (lambda m: {k: v for k, v in m.items() if k != "params"}, r"\['params'\] missing"),
+    (lambda m: {k: v for k, v in m.items() if k != "module"}, r"\['module'\] missing"),
+    (lambda m: dict(m, fitted={k: v for k, v in m["fitted"].items() if k != "widths_"}),
+     r"fitted attributes \['widths_'\] missing"),
+    (lambda m: dict(m, params=dict(m["params"], new_param=1)),
+     r"parameters \['new_param'\] that this cellgen does not have"),
+    (lambda m: dict(m, fitted=dict(m["fitted"], __class__=1)),
+     r"fitted attributes \['__class__'\]"),
+])
+def test_edited_model_files_are_named(reference2d, tmp_path, edit, match):
+    folder = reference2d.save(tmp_path / "ref")
+    meta = json.loads((folder / "cellgen.json").read_text())
+    (folder / "cellgen.json").write_text(json.dumps(edit(meta)))
+    with pytest.raises(ValueError, match=match):
+        ReferenceVAE.load(folder)
+
+
+def test_version_warning_points_at_the_callers_line(statcell2d, tmp_path):
+    folder = statcell2d.save(tmp_path / "cell")
+    for meta_file in folder.rglob("cellgen.json"):
+        meta = json.loads(meta_file.read_text())
+        meta["cellgen_version"] = "0.0.1"
+        meta_file.write_text(json.dumps(meta))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        StatisticalCell.load(folder)
+    assert [w.filename for w in caught] == [__file__]  # once, and here
+
+
 def test_callbacks_are_not_saved(cells2d, tmp_path):
     from skorch.callbacks import Callback
 

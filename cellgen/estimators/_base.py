@@ -388,7 +388,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         net = self._make_net()
         # The weights drawn here are overwritten at once; they must not consume
         # the caller's global random state.
-        with _seeded(self.seed_, self.device_):
+        with _seeded(getattr(self, "seed_", 0), self.device_):
             net.initialize()
         plain_module(net).load_state_dict(module_state)
         net.module_.eval()

@@ -150,7 +150,12 @@ def save_statistical_cell(estimator, path, *, overwrite=False):
     return _write_dir(path, overwrite, lambda folder: _save_statistical_cell(estimator, folder))
 
 
-def _read_meta(path, expected):
+_REQUIRED = {"params": dict, "fitted": dict}
+_REQUIRED_VAE = {"module": dict, "history": list}
+_SC_FITTED = ("n_channels_in_", "spatial_shape_", "reference_channels_", "structure_channel_")
+
+
+def _read_meta(path, expected, cls, warn=True):
     path = _expanduser(path)
     meta_file = path / META
     if not meta_file.is_file():
@@ -161,26 +166,49 @@ def _read_meta(path, expected):
         meta = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{meta_file} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file} is malformed: it holds a {type(meta).__name__}, not "
+                         "the object save() writes.")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_file} has format {meta.get('format')!r}; this cellgen "
                          f"reads format {FORMAT}.")
     if meta.get("class") != expected:
         raise ValueError(f"{path} holds a {meta.get('class')}, not a {expected}; load it "
                          f"with {meta.get('class')}.load().")
-    if meta.get("cellgen_version") != _version():
+    required = dict(_REQUIRED, **({} if expected == "StatisticalCell" else _REQUIRED_VAE))
+    bad = [k for k, kind in required.items() if not isinstance(meta.get(k), kind)]
+    if bad:
+        raise ValueError(f"{meta_file} is malformed: {bad} missing or of the wrong type.")
+    newer = f"saved by cellgen {meta.get('cellgen_version')}, this is {_version()}"
+    unknown = sorted(set(meta["params"]) - set(cls().get_params(deep=False)))
+    if unknown:
+        raise ValueError(f"{meta_file} names parameters {unknown} that this cellgen does not "
+                         f"have ({newer}).")
+    allowed = set(_SC_FITTED if expected == "StatisticalCell" else _FITTED)
+    unknown = sorted(set(meta["fitted"]) - allowed)
+    if unknown:
+        raise ValueError(f"{meta_file} names fitted attributes {unknown} that this cellgen "
+                         f"does not have ({newer}).")
+    needed = (_SC_FITTED if expected == "StatisticalCell"
+              else ("n_channels_in_", "spatial_shape_", "widths_", "device_"))
+    missing = [k for k in needed if k not in meta["fitted"]]
+    if missing:
+        raise ValueError(f"{meta_file} is malformed: fitted attributes {missing} missing.")
+    if warn and meta.get("cellgen_version") != _version():
+        # Attributed to the caller's line: _read_meta <- load_* <- Class.load <- caller.
         warnings.warn(
             f"{path} was saved with cellgen {meta.get('cellgen_version')} and is loaded with "
             f"cellgen {_version()}; check that it behaves as expected.",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=4,
         )
     return meta
 
 
-def load_vae(cls, path, device=None):
+def load_vae(cls, path, device=None, warn=True):
     from skorch.history import History
 
     path = _expanduser(path)
-    meta = _read_meta(path, cls.__name__)
+    meta = _read_meta(path, cls.__name__, cls, warn=warn)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found; the saved model is incomplete.")
@@ -220,9 +248,10 @@ def load_statistical_cell(cls, path, device=None):
     from ._reference import ReferenceVAE
 
     path = _expanduser(path)
-    meta = _read_meta(path, cls.__name__)
-    reference = load_vae(ReferenceVAE, path / "reference_model", device)
-    structure = load_vae(ConditionalStructureVAE, path / "structure_model", device)
+    meta = _read_meta(path, cls.__name__, cls)
+    # One version warning for the cell, not one more per model inside it.
+    reference = load_vae(ReferenceVAE, path / "reference_model", device, warn=False)
+    structure = load_vae(ConditionalStructureVAE, path / "structure_model", device, warn=False)
     params = _untuple(meta["params"])
     estimator = cls(reference_model=ReferenceVAE(**reference.get_params()),
                     structure_model=ConditionalStructureVAE(**structure.get_params()),
