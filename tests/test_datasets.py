@@ -158,6 +158,8 @@ def test_structure_subset_respected():
     (dict(shape=(64, 64, 64)), ValueError, "shape"),
     (dict(ndim=3, shape=(64, 64)), ValueError, "shape"),
     (dict(shape=(4, 64)), ValueError, "shape"),
+    # Thinner stacks drew cells whose recorded volume was 0.
+    (dict(ndim=3, shape=(8, 64, 64)), ValueError, r"Z must be at least 0.15 .* \(here 10\)"),
     (dict(shape="64x64"), TypeError, "shape"),
     (dict(shape=(32.0, 32)), TypeError, "shape"),
     (dict(structures=["golgi"]), ValueError, "golgi.*nuclear_envelope"),

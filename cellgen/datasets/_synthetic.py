@@ -116,6 +116,11 @@ def _check_args(n_samples, ndim, shape, structures, fraction, noise, random_stat
         raise ValueError(f"shape must have {ndim} axes for ndim={ndim}, got {shape}.")
     if min(shape) < 8:
         raise ValueError(f"every axis of shape must be at least 8, got {shape}.")
+    if ndim == 3 and shape[0] < 0.15 * min(shape[1:]):
+        # The cell's margins along Z follow the in-plane size: thinner stacks leave
+        # cells of no recorded volume.
+        raise ValueError(f"Z must be at least 0.15 times the smaller of Y and X (here "
+                         f"{int(np.ceil(0.15 * min(shape[1:])))}); got shape {shape}.")
     structures = STRUCTURES if structures is None else structures
     structures = (structures,) if isinstance(structures, str) else structures
     if isinstance(structures, (set, frozenset)):
@@ -370,8 +375,11 @@ def make_cells(n_samples=500, *, ndim=2, shape=None, structures=None,
     ndim : {2, 3}, default=2
         Number of spatial axes.
     shape : tuple of int or None, default=None
-        Spatial shape ``(Y, X)`` or ``(Z, Y, X)``, every axis at least 8.
-        ``None`` means ``(64, 64)`` in 2D and ``(24, 64, 64)`` in 3D.
+        Spatial shape ``(Y, X)`` or ``(Z, Y, X)``, every axis at least 8, and
+        Z at least 0.15 times the smaller of Y and X. ``None`` means ``(64, 64)``
+        in 2D and ``(24, 64, 64)`` in 3D. Stacks flatter than the default draw
+        smaller interphase nuclei (nucleus volume 14% of the cell's at
+        ``(24, 64, 64)``, 6% at ``(16, 64, 64)``, 2% at ``(12, 64, 64)``).
     structures : list of str or None, default=None
         Structures to draw labels from, a subset of ``STRUCTURES`` (default:
         all). Labels are balanced (counts differ by at most one), then shuffled.
