@@ -15,7 +15,8 @@ stands in for the cell body, DNA is the nucleus and beta-tubulin (microtubules)
 is the structure; every cell carries the same structure label. The default
 compound is taxol (paclitaxel, a microtubule stabilizer, as in the paper's
 Fig. 6), compared with the DMSO vehicle, all concentrations pooled, and a
-dose-response along the direction across its concentrations. ``--compound``
+dose-response along the direction across its concentrations, among the treated
+cells only. ``--compound``
 picks another treatment by its name in the manifest (case-sensitive); a name
 the data does not hold is refused before training, with the list of names.
 
@@ -100,8 +101,10 @@ else:
     raw = (200 + 3000 * X).astype(np.float32)  # a camera offset, as in raw microscopy
     treated = y == "cytoplasmic_puncta"
     compound = "drug"
+    # Three doses at random: the stand-in's effect does not grow with the dose.
+    dose_of = np.random.RandomState(0).choice([0.3, 1.0, 3.0], len(y))
     meta = pd.DataFrame({"compound": np.where(treated, compound, "DMSO"),
-                         "concentration": np.where(treated, 1.0, 0.0)})
+                         "concentration": np.where(treated, dose_of, 0.0)})
     structure = "structure"
     print("no --bbbc021 given: SYNTHETIC stand-in (control = nucleoli, 'drug' = "
           "cytoplasmic puncta)")
@@ -147,10 +150,15 @@ print(effects.round(4).to_string())
 
 effect = effect_direction(z_struct[pick][~is_control], z_struct[pick][is_control])
 doses = sub.concentration.to_numpy(dtype=float)
-dose = dose_response(z_struct[pick], doses, effect.direction, effect.origin)
+# Among the treated cells only: with the controls at dose 0 the correlation would mostly
+# restate the treated-versus-DMSO difference the direction was fitted on. Its p-value
+# still treats cells as independent, and BBBC021 holds most taxol cells at one dose.
+dose = dose_response(z_struct[pick][~is_control], doses[~is_control], effect.direction,
+                     effect.origin)
 print(dose.round(3).to_string())
-print(f"dose-response along the structure direction: Spearman rho = "
-      f"{dose.attrs['spearman_rho']:.3f} (p = {dose.attrs['spearman_p']:.2g})")
+print(f"dose-response among treated cells along the structure direction: Spearman rho = "
+      f"{dose.attrs['spearman_rho']:.3f} (p = {dose.attrs['spearman_p']:.2g}; cells as "
+      "independent)")
 plot_dose_response(dose).savefig(out / "drug_dose_response.png", dpi=90)
 
 # ------------------------------------------------------------------ figures
