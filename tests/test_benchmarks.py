@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -131,3 +132,23 @@ def test_bench_coupling_oracle_small_run(tmp_path):
     # are placed about as well from the DNA plate, which is why fits disagree on them.
     assert share.loc["cell_periphery", "extra_error_from_dna"] > 1.0
     assert abs(share.loc["nucleoli", "extra_error_from_dna"]) < 0.1
+
+    # --compare: a model equal to the ideal one on the rendered values and random on the
+    # controls (which the oracle writes in) ranks at 1 on the 24 rendered values.
+    rng = np.random.default_rng(0)
+    model = table.reset_index()
+    control = model["structure"].isin(["control_blank", "control_dna", "control_membrane",
+                                       "control_random"]).to_numpy()
+    model["c_membrane"] = np.where(control, rng.random(len(model)),
+                                   1 - model["oracle_membrane"])
+    model["c_nucleus"] = np.where(control, rng.random(len(model)),
+                                  1 - model["oracle_nucleus"])
+    model.to_csv(tmp_path / "model.csv", index=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_coupling_oracle.py"),
+         "--size", "24", "--n-cells", "12", "--renders", "6", "--n-swaps", "2",
+         "--out", str(tmp_path), "--compare", str(tmp_path / "model.csv")],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "the 24 rendered values: Spearman rho, oracle vs model strength 1.000" in proc.stdout
