@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import warnings
@@ -31,6 +30,7 @@ from ..train import (
 )
 from ..utils import check_images
 from ..utils._arrays import channel_view
+from ..utils._state import unchanged_on_failure
 from . import _persist
 
 _MAX_SEED = 2**31 - 1
@@ -160,27 +160,13 @@ def _model_images(X, **kwargs):
     return check_images(X, **kwargs)
 
 
-def _unchanged_on_failure(fit):
-    """Decorate ``fit`` so that a failed fit leaves the estimator as it was.
+def _kept_after_failure(before, estimator):
+    # A loss that turns non-finite after some training keeps the new net with its
+    # best weights so far (_fit_module), and the new attributes that describe it.
+    return "net_" in estimator.__dict__ and estimator.__dict__["net_"] is not before.get("net_")
 
-    ``fit`` sets attributes (channels, shape, classes) before training; if
-    training then fails, an earlier fit's net must not be left beside the new
-    attributes. The exception: a loss that turns non-finite after some training
-    keeps the new net with the best weights so far (``_fit_module``), and the
-    new attributes that describe it.
-    """
-    @functools.wraps(fit)
-    def wrapper(self, *args, **kwargs):
-        before = dict(self.__dict__)
-        try:
-            return fit(self, *args, **kwargs)
-        except BaseException:
-            kept = "net_" in self.__dict__ and self.__dict__["net_"] is not before.get("net_")
-            if not kept:
-                self.__dict__.clear()
-                self.__dict__.update(before)
-            raise
-    return wrapper
+
+_unchanged_on_failure = unchanged_on_failure(keep=_kept_after_failure)
 
 
 def _data_fingerprint(inputs, n_rows=64):

@@ -9,38 +9,18 @@ with None, which ``Pipeline.get_feature_names_out`` passes to the next step.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils import check_images
+from ..utils._state import unchanged_on_failure
 
 __all__ = []
 
 #: Containers ``set_output`` accepts, as in scikit-learn (None leaves the setting).
 _OUTPUT_CONTAINERS = ("default", "pandas", "polars")
-
-
-def _unchanged_on_failure(fit):
-    """Decorate ``fit`` so that a refused refit leaves the earlier fit as it was.
-
-    ``fit`` records the new input's geometry before checking the parameters
-    against it; if a check then fails, the fitted attributes must not describe
-    data the transformer was never fitted on.
-    """
-    @functools.wraps(fit)
-    def wrapper(self, *args, **kwargs):
-        before = dict(self.__dict__)
-        try:
-            return fit(self, *args, **kwargs)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
-    return wrapper
 
 
 class _ImageTransformer(TransformerMixin, BaseEstimator):
@@ -65,7 +45,8 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
         kwargs.setdefault("auto_wrap_output_keys", None)
         super().__init_subclass__(**kwargs)
         if "fit" in cls.__dict__:
-            cls.fit = _unchanged_on_failure(cls.__dict__["fit"])
+            # A refused refit leaves the earlier fit in place.
+            cls.fit = unchanged_on_failure(cls.__dict__["fit"])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
