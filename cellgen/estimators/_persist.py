@@ -155,8 +155,8 @@ _REQUIRED_VAE = {"module": dict, "history": list}
 _SC_FITTED = ("n_channels_in_", "spatial_shape_", "reference_channels_", "structure_channel_")
 
 
-def _read_meta(path, expected, cls, warn=True):
-    path = _expanduser(path)
+def _read_meta(path, cls, warn=True):
+    path, expected = _expanduser(path), cls.__name__
     meta_file = path / META
     if not meta_file.is_file():
         raise FileNotFoundError(
@@ -208,7 +208,7 @@ def load_vae(cls, path, device=None, warn=True):
     from skorch.history import History
 
     path = _expanduser(path)
-    meta = _read_meta(path, cls.__name__, cls, warn=warn)
+    meta = _read_meta(path, cls, warn=warn)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found; the saved model is incomplete.")
@@ -248,7 +248,7 @@ def load_statistical_cell(cls, path, device=None):
     from ._reference import ReferenceVAE
 
     path = _expanduser(path)
-    meta = _read_meta(path, cls.__name__, cls)
+    meta = _read_meta(path, cls)
     # One version warning for the cell, not one more per model inside it.
     reference = load_vae(ReferenceVAE, path / "reference_model", device, warn=False)
     structure = load_vae(ConditionalStructureVAE, path / "structure_model", device, warn=False)
