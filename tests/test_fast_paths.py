@@ -103,6 +103,23 @@ def test_bf16_embeddings_match_float32_with_the_same_weights():
     np.testing.assert_allclose(Z16, Z32, atol=0.05 * np.abs(Z32).max())
 
 
+def test_elbo_of_bf16_posteriors_is_summed_in_float32():
+    # Under autocast the encoder returns bfloat16 means; score_samples (and so the
+    # coupling ratios) must still sum the KL in float32, as the training loss does.
+    from cellgen.module import VAE, gaussian_kl
+
+    module = VAE(in_channels=2, spatial_shape=(16, 16), widths=(8,), n_latent=64)
+    gen = torch.Generator().manual_seed(0)
+    mu = (2 * torch.randn(5, 64, generator=gen)).to(torch.bfloat16)
+    logvar = torch.randn(5, 64, generator=gen).to(torch.bfloat16)
+    x = torch.rand(5, 2, 16, 16, generator=gen)
+    decode = lambda z: torch.zeros(z.shape[0], 2, 16, 16)  # noqa: E731
+    elbo = module._elbo_k(x, mu, logvar, decode, 3)
+    assert elbo.dtype == torch.float32
+    expected = -(x.pow(2).flatten(1).sum(1) + gaussian_kl(mu.float(), logvar.float()).sum(1))
+    torch.testing.assert_close(elbo, expected, rtol=1e-6, atol=1e-4)
+
+
 def test_channels_last_gives_the_same_model(monkeypatch):
     last = ReferenceVAE(**TINY, random_state=0).fit(X)  # channels-last by default
     monkeypatch.setattr(ReferenceVAE, "_channels_last", lambda self: False)

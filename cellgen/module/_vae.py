@@ -166,6 +166,9 @@ class _BaseVAE(nn.Module):
     def _elbo_k(self, x, mu, logvar, decode, n_samples: int) -> torch.Tensor:
         # All K draws go through the decoder in one batched pass.
         n = x.shape[0]
+        # Under mixed precision the encoder hands back bfloat16/float16; the noise and
+        # the KL are drawn and summed in float32, as the training loss is.
+        mu, logvar = mu.float(), logvar.float()
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device)
         z = (mu.unsqueeze(0) + eps * std.unsqueeze(0)).reshape(n_samples * n, -1)
