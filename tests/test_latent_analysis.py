@@ -9,6 +9,7 @@ from cellgen import ConditionalStructureVAE, ReferenceVAE
 from cellgen.analysis import beta_sweep, latent_feature_correlations, latent_walk
 from cellgen.datasets import make_cells
 from cellgen.plotting import plot_feature_correlations, plot_latent_walk, plot_rate_distortion
+from cellgen.train import RestoreBestWeights
 
 from .conftest import TINY
 
@@ -143,6 +144,38 @@ def test_beta_sweep_trades_rate_for_distortion(sweep_data):
     assert high["n_effective"] <= low["n_effective"]
     fig = plot_rate_distortion(sweep)
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[0].texts) == 2
+
+
+def test_beta_sweep_keeps_the_epoch_of_the_best_unweighted_elbo(sweep_data):
+    # The paper's beta study selects each model on the unweighted validation ELBO
+    # (section 6.4), not on the beta-weighted objective the estimators train on.
+    X, _ = sweep_data
+    settings = dict(TINY, max_epochs=8, validation_fraction=0.25)
+    sweep = beta_sweep(ReferenceVAE(random_state=0, **settings), X[:96, :2], X[96:, :2], [0.01])
+    # The same fit with the estimators' own choice: the same history, another epoch kept.
+    plain = ReferenceVAE(random_state=0, beta=0.01, **settings).fit(X[:96, :2])
+    by_elbo = 1 + int(np.argmax(plain.history_["valid_elbo"]))
+    assert by_elbo != 1 + int(np.argmin(plain.history_["valid_loss"]))  # the choices differ
+    assert sweep["best_epoch"].tolist() == [by_elbo]
+    # Without a validation split the last epoch is kept.
+    sweep = beta_sweep(ReferenceVAE(random_state=0, **dict(settings, validation_fraction=0)),
+                       X[:96, :2], X[96:, :2], [0.01])
+    assert sweep["best_epoch"].tolist() == [8]
+
+
+def test_a_restore_best_callback_replaces_the_choice_of_epoch(sweep_data):
+    X = sweep_data[0][:96, :2]
+    settings = dict(TINY, max_epochs=8, validation_fraction=0.25, beta=0.01, random_state=0)
+    chosen = ReferenceVAE(**settings, callbacks=[
+        ("restore_best", RestoreBestWeights("valid_elbo_best"))]).fit(X)
+    best = 1 + int(np.argmax(chosen.history_["valid_elbo"]))
+    assert best < 8
+    # Training is deterministic, so a run stopped at that epoch has the same weights.
+    stopped = ReferenceVAE(**dict(settings, max_epochs=best), callbacks=[
+        ("restore_best", RestoreBestWeights(None))]).fit(X)
+    np.testing.assert_allclose(chosen.transform(X), stopped.transform(X), rtol=1e-5, atol=1e-6)
+    default = ReferenceVAE(**settings).fit(X)
+    assert not np.allclose(default.transform(X), chosen.transform(X))
 
 
 def test_beta_sweep_on_the_conditional_model(sweep_data):

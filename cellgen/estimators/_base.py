@@ -294,8 +294,8 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
                 net.notify("on_train_end")  # restores the kept epoch's weights
                 net.module_.eval()
                 self.net_ = net
-                which = ("the best validation loss" if self.n_valid_
-                         else "the last finished epoch")
+                which = (f"the best validation epoch by {restore.monitor!r}"
+                         if restore.monitor is not None else "the last finished epoch")
                 kept = (f"The estimator keeps the weights of epoch {restore.best_epoch_} "
                         f"({which}).")
             else:

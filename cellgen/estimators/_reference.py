@@ -59,7 +59,11 @@ class ReferenceVAE(_BaseVAEEstimator):
         device string.
     {runtime_parameters}
     callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks passed to the skorch net.
+        Extra callbacks passed to the skorch net. A ``("restore_best",
+        RestoreBestWeights(monitor))`` pair (:class:`cellgen.train.RestoreBestWeights`)
+        replaces the choice of the epoch kept, which is by default the epoch of
+        the best validation objective (Eq. 3, β-weighted); ``"valid_elbo_best"``
+        keeps the best unweighted validation ELBO instead.
     checkpoint_dir : str, path-like or None, default=None
         Folder for a checkpoint after every epoch (weights, optimizer, history
         and random state; written atomically, only the last and the best kept).

@@ -14,8 +14,11 @@ __all__ = ["RestoreBestWeights"]
 class RestoreBestWeights(Callback):
     """Keep the weights of the epoch with the best validation loss, restore them at the end.
 
-    The paper keeps the model with the highest validation ELBO; the copy lives in
-    memory (on the CPU) so no file is written.
+    The paper keeps the model with the highest validation ELBO (section 6.4):
+    the β-weighted objective of Eq. 3 (``"valid_loss_best"``, the estimators'
+    choice) for its models, and the unweighted ELBO (``"valid_elbo_best"``) for
+    the models of its β study, as :func:`cellgen.analysis.beta_sweep` does. The
+    copy lives in memory (on the CPU) so no file is written.
 
     Parameters
     ----------

@@ -312,7 +312,9 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
     verbose : int
         0 silent; 1 or more prints a table per epoch and a progress bar.
     callbacks : list or None
-        Extra skorch callbacks, appended to cellgen's.
+        Extra skorch callbacks, appended to cellgen's. A ``("restore_best",
+        callback)`` pair replaces the built-in choice of the epoch kept (a
+        :class:`RestoreBestWeights` on the validation objective).
     valid_data : array, dict, torch Dataset or None, default=None
         Held-out validation inputs; ``None`` trains without validation.
     target_key : str or None, default=None
@@ -359,10 +361,12 @@ def make_vae_net(module, module_kwargs, *, max_epochs, batch_size, lr, beta, dev
                  PassthroughScoring(name=f"{prefix}_{term}", on_train=prefix == "train",
                                     lower_is_better=term != ELBO))
             )
-    # Without a validation split every finished epoch is kept, so that a loss that
-    # turns non-finite mid-epoch falls back to the last finished one.
-    cbs.append(("restore_best", RestoreBestWeights(
-        "valid_loss_best" if valid_data is not None else None)))
+    user_names = {cb[0] for cb in callbacks or [] if isinstance(cb, tuple)}
+    if "restore_best" not in user_names:
+        # Without a validation split every finished epoch is kept, so that a loss that
+        # turns non-finite mid-epoch falls back to the last finished one.
+        cbs.append(("restore_best", RestoreBestWeights(
+            "valid_loss_best" if valid_data is not None else None)))
     if verbose:
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):
