@@ -127,7 +127,12 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
         y = meta[label_column].astype(str).to_numpy()
     else:
         y = np.full(len(X), structure_name, dtype=object)
-    return X, np.asarray(y).astype(str), names or None
+    # The preparation never changes the voxel grid, so the files' pixel size (None
+    # where they disagree or lack it) still describes the cells written at the end.
+    pixel_size = meta.attrs.get("pixel_size")
+    if pixel_size is not None and all(v is None for v in pixel_size):
+        pixel_size = None
+    return X, np.asarray(y).astype(str), names or None, pixel_size
 
 
 def _with_controls(X, y, random_state):
@@ -244,7 +249,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         channels = channels or ["F-actin", "DNA", "beta-tubulin"]
         controls = True if controls is None else controls
     if manifest is not None:
-        X, y, channel_names = _load_real(
+        X, y, channel_names, pixel_size = _load_real(
             manifest, channels=channels, label_column=label_column, shape=shape,
             n_jobs=n_jobs, verbose=verbose)
         source = (f"{len(X)} cells from {Path(manifest).name}"
@@ -253,12 +258,12 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     elif input_path is not None:
         X, y = _load_npz(input_path)
         source = f"file {Path(input_path).name}"
-        channel_names = None
+        channel_names, pixel_size = None, None
     else:
         shape = shape or ((32, 32) if ndim == 2 else (16, 32, 32))
         X, y, meta = make_cells(n_cells, ndim=len(shape), shape=shape, random_state=rng)
         source = f"{n_cells} synthetic cells (cellgen.datasets.make_cells), shape {shape}"
-        channel_names = ["membrane", "DNA", "structure"]
+        channel_names, pixel_size = ["membrane", "DNA", "structure"], None
     controls = bool(controls) and manifest is not None
     n = len(X)
     perm = rng.permutation(n)
@@ -334,7 +339,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     tmp = Path(tempfile.mkdtemp(prefix=".cellgen-", dir=out))
     try:
         _write_report(out, tmp, model, metrics, ranking, test, ref_t, rec_ref, ref_idx,
-                      channel_names, random_state, t0)
+                      channel_names, pixel_size, random_state, t0)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -342,7 +347,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
 
 
 def _write_report(out, tmp, model, metrics, ranking, test, ref_t, rec_ref, ref_idx,
-                  channel_names, random_state, t0):
+                  channel_names, pixel_size, random_state, t0):
     """Write the figures, the generated cells and the report into ``tmp``, then move them."""
     import pandas as pd
 
@@ -352,7 +357,7 @@ def _write_report(out, tmp, model, metrics, ranking, test, ref_t, rec_ref, ref_i
     k = min(8, len(test))
     generated, generated_labels = model.sample(16, random_state=random_state)
     # The generated cells as OME-TIFFs with a manifest, for Fiji or napari.
-    save_cells(tmp / "generated", generated, channel_names=channel_names,
+    save_cells(tmp / "generated", generated, channel_names=channel_names, pixel_size=pixel_size,
                metadata=pd.DataFrame({"structure": generated_labels}))
     figs = {
         "reconstructions.png": plot_reconstructions(ref_t[:k], rec_ref[:k]),

@@ -116,7 +116,8 @@ def test_run_on_a_manifest_of_ome_tiffs(tmp_path):
     X, y, meta = make_cells(40, shape=(20, 20), structures=["nucleoli", "cell_periphery"],
                             random_state=0)
     save_cells(tmp_path / "cells", (X * 1000).astype(np.uint16),
-               channel_names=["membrane", "dna", "gfp"], metadata=meta[["structure"]])
+               channel_names=["membrane", "dna", "gfp"], metadata=meta[["structure"]],
+               pixel_size=(0.2, 0.1))
     out = tmp_path / "r"
     assert main(["run", "--out", str(out), "--manifest", str(tmp_path / "cells" / "manifest.csv"),
                  "--label-column", "structure", "--shape", "16,16", "--epochs", "1",
@@ -124,6 +125,10 @@ def test_run_on_a_manifest_of_ome_tiffs(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["structures"] == ["cell_periphery", "nucleoli"]
     assert "shape (16, 16)" in metrics["source"]
+    # The generated cells keep the input's channel names and pixel size for Fiji.
+    _, generated = load_manifest(out / "generated" / "manifest.csv")
+    assert generated.attrs["channel_names"] == ["membrane", "dna", "gfp"]
+    assert generated.attrs["pixel_size"] == (0.2, 0.1)
 
 
 def test_manifest_errors_are_reported(tmp_path, capsys):

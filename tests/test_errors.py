@@ -54,6 +54,8 @@ CASES = [
      "voxel_size"),
     ("zero size", lambda: PadCrop((0, 8)).fit(GOOD), ValueError, "positive integers"),
     ("project 2D", lambda: MaxProjector().fit(GOOD), ValueError, "already 2D"),
+    ("bad n_jobs at fit", lambda: ImageFeatures(n_jobs="two").fit(GOOD), InvalidParameterError,
+     "'n_jobs' parameter"),
     ("feature names", lambda: ImageFeatures(channels=["a"]).fit(GOOD), ValueError,
      "1 channels but X has 3"),
     ("unknown control", lambda: add_control_structures(GOOD, controls=["bogus"]), ValueError,

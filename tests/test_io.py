@@ -667,6 +667,8 @@ def test_save_cells_refuses_to_overwrite(tmp_path):
     (dict(metadata=pd.DataFrame({"a": [1]})), ValueError, "1 rows but X holds 2"),
     (dict(channel_names=["a", "b"]), ValueError, "2 names but the image has 1"),
     (dict(prefix="a/b"), ValueError, "prefix"),
+    # One Z plane would read back as a 2D cell, so the folder would not round-trip.
+    (dict(X=np.zeros((2, 1, 1, 4, 4))), ValueError, "single Z plane"),
 ])
 def test_save_cells_validates(tmp_path, kwargs, error, match):
     kwargs = {"X": np.zeros((2, 1, 4, 4), np.uint8), **kwargs}

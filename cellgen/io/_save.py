@@ -69,7 +69,8 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
         If ``directory`` exists and is not empty (or is a file) and
         ``overwrite`` is False.
     ValueError
-        If ``X`` is not a batch of 2D or 3D cells, or ``channel_names``,
+        If ``X`` is not a batch of 2D or 3D cells (3D cells need more than one Z
+        plane to read back as 3D), or ``channel_names``,
         ``pixel_size`` or ``metadata`` do not match it.
 
     See Also
@@ -100,6 +101,12 @@ def save_cells(directory, X, *, channel_names=None, metadata=None, pixel_size=No
             "X must be a non-empty batch of cells with 4 axes (n_cells, C, Y, X) or 5 axes "
             f"(n_cells, C, Z, Y, X); got shape {X.shape}. For a single cell use "
             "write_ome_tiff."
+        )
+    if X.ndim == 5 and X.shape[2] == 1:
+        raise ValueError(
+            f"X holds 3D cells with a single Z plane (shape {X.shape}); they would read back "
+            "as 2D cells, since read_image drops a Z axis of length 1. Save X[:, :, 0] as 2D "
+            "cells instead."
         )
     if not isinstance(prefix, str) or not prefix or os.sep in prefix or "/" in prefix:
         raise ValueError(f"prefix must be a non-empty file name part; got {prefix!r}.")

@@ -167,12 +167,12 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         self.channels = channels
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False  # images, not a table
         return tags
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check the images and record their channels.
 
