@@ -210,6 +210,20 @@ def test_dose_response_with_a_planted_linear_effect():
     assert frame.attrs["spearman_p"] < 1e-6
 
 
+def test_dose_response_pairs_a_series_with_a_dataframe_by_label():
+    rng = np.random.RandomState(0)
+    doses = pd.Series(np.repeat([0.0, 1.0, 3.0], 10), index=np.arange(100, 130))
+    Z = pd.DataFrame({"t": doses.to_numpy() + 0.1 * rng.rand(30)}, index=doses.index)
+    shuffled = doses.sample(frac=1, random_state=0)
+    frame = dose_response(Z, shuffled, direction=[1.0], origin=[0.0])
+    np.testing.assert_allclose(frame["mean"], [0.0, 1.0, 3.0], atol=0.1)
+    assert frame.attrs["spearman_rho"] > 0.9
+    # An array is paired by position: the shuffled doses no longer follow Z.
+    assert dose_response(Z.to_numpy(), shuffled, [1.0], [0.0]).attrs["spearman_rho"] < 0.5
+    with pytest.raises(ValueError, match="labels differ"):
+        dose_response(Z, shuffled.set_axis(np.arange(30)), [1.0], [0.0])
+
+
 # ------------------------------------------------------------------ drug_effects
 @pytest.fixture
 def screen():

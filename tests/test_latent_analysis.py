@@ -125,6 +125,21 @@ def test_correlation_errors():
         latent_feature_correlations(np.zeros((2, 2)), np.zeros((2, 2)))
 
 
+def test_feature_correlations_pair_dataframes_by_index_label():
+    rng = np.random.default_rng(0)
+    area = rng.random(30)
+    index = np.arange(100, 130)
+    Z = pd.DataFrame({"z0": area, "z1": rng.random(30)}, index=index)
+    features = pd.DataFrame({"area": area}, index=index)
+    shuffled = features.sample(frac=1, random_state=0)
+    assert latent_feature_correlations(Z, shuffled).loc["z0", "area"] == pytest.approx(1.0)
+    # Plain arrays are paired by position.
+    rho = latent_feature_correlations(Z.to_numpy(), shuffled)
+    assert abs(rho.loc["0", "area"]) < 0.9
+    with pytest.raises(ValueError, match="labels differ"):
+        latent_feature_correlations(Z, features.set_axis(np.arange(30)))
+
+
 @pytest.fixture(scope="module")
 def sweep_data():
     X, y, _ = make_cells(120, shape=(16, 16), random_state=5)

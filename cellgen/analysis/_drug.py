@@ -33,6 +33,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
+from ..utils._validation import _align_rows
+
 __all__ = [
     "TwoSampleResult",
     "EffectDirection",
@@ -644,7 +646,8 @@ def dose_response(Z, doses, direction, origin):
     Z : array-like of shape (n_cells, n_features)
         Embeddings; include the control cells with dose 0 to anchor the curve.
     doses : array-like of shape (n_cells,)
-        Numeric dose (concentration) of each cell.
+        Numeric dose (concentration) of each cell. A Series is paired with the
+        rows of ``Z`` by index label when ``Z`` is a DataFrame, else by position.
     direction : array-like of shape (n_features,)
         Direction of effect (scaled to unit length).
     origin : array-like of shape (n_features,)
@@ -666,7 +669,8 @@ def dose_response(Z, doses, direction, origin):
     Raises
     ------
     ValueError
-        If ``doses`` does not have one numeric, finite value per cell.
+        If ``doses`` does not have one numeric, finite value per cell, or ``Z``
+        and ``doses`` are both labelled by pandas indexes whose labels differ.
 
     See Also
     --------
@@ -681,6 +685,8 @@ def dose_response(Z, doses, direction, origin):
     >>> frame["mean"].round(2).tolist(), frame.attrs["spearman_rho"] > 0.9
     ([0.1, 1.1, 2.0], True)
     """
+    if getattr(doses, "shape", (None,))[0] == len(Z):
+        doses = _align_rows(Z, doses, "Z", "doses")
     Z = _as_matrix(Z, "Z")
     try:
         doses = np.asarray(doses, dtype=float).ravel()

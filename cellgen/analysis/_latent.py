@@ -15,6 +15,7 @@ from scipy import stats
 from sklearn.base import clone
 
 from ..train import RestoreBestWeights
+from ..utils._validation import _align_rows
 
 __all__ = ["rank_latent_dimensions", "latent_walk", "latent_feature_correlations",
            "beta_sweep"]
@@ -218,7 +219,9 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
     Z : array-like or DataFrame of shape (n_cells, n_latent)
         Embeddings; DataFrame columns name the dimensions.
     features : DataFrame of shape (n_cells, n_features)
-        Per-cell measurements; non-numeric columns are ignored.
+        Per-cell measurements; non-numeric columns are ignored. Paired with the
+        rows of ``Z`` by index label when ``Z`` is a DataFrame too, else by
+        position.
     dimensions : sequence of int or None, default=None
         Columns of ``Z`` to keep, in this order (for example the ranking of
         :func:`rank_latent_dimensions`); ``None`` keeps all.
@@ -235,7 +238,8 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
     Raises
     ------
     ValueError
-        If ``Z`` and ``features`` differ in length or no feature is numeric.
+        If ``Z`` and ``features`` differ in length or (both DataFrames) in their
+        index labels, or no feature is numeric.
 
     Examples
     --------
@@ -249,6 +253,8 @@ def latent_feature_correlations(Z, features, *, dimensions=None, return_pvalues=
     1.0
     """
     names = [str(c) for c in Z.columns] if isinstance(Z, pd.DataFrame) else None
+    if isinstance(features, pd.DataFrame) and len(features) == len(Z):
+        features = _align_rows(Z, features, "Z", "features")
     Z = np.asarray(Z, dtype=float)
     if Z.ndim != 2:
         raise ValueError(f"Z must be 2D (n_cells, n_latent), got shape {Z.shape}.")
