@@ -222,3 +222,9 @@ def test_accepted_conversions(reference2d):
     np.testing.assert_array_equal(reference2d.transform(big), reference2d.transform(GOOD[:, :2]))
     strided = np.zeros((4, 2, 32, 32), np.float32)[:, :, ::2, ::2]
     assert reference2d.transform(strided).shape == (4, 4)
+    # Torch tensors, as check_images and the transformers take them.
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal(reference2d.transform(torch.from_numpy(GOOD[:, :2])),
+                                  reference2d.transform(GOOD[:, :2]))
+    with pytest.warns(UserWarning, match=r"integer images \(torch.int16\)"):
+        reference2d.transform(torch.from_numpy(ints.astype(np.int16)))

@@ -151,9 +151,14 @@ def _model_images(X, **kwargs):
     with a model fitted on normalized cells).
     """
     dtype = getattr(X, "dtype", None)
-    if dtype is not None and np.dtype(dtype).kind in "iu":
+    try:
+        integer = dtype is not None and np.dtype(dtype).kind in "iu"
+    except TypeError:  # a torch dtype, which numpy does not read
+        integer = not (getattr(dtype, "is_floating_point", True)
+                       or getattr(dtype, "is_complex", False) or str(dtype) == "torch.bool")
+    if integer:
         warnings.warn(
-            f"{kwargs.get('name', 'X')} holds integer images ({np.dtype(dtype)}), used as "
+            f"{kwargs.get('name', 'X')} holds integer images ({dtype}), used as "
             "they are, not rescaled; the models expect intensities of about [0, 1]: "
             "normalize first (cellgen.preprocessing.IntensityNormalizer).",
             UserWarning, stacklevel=3)
