@@ -79,6 +79,13 @@ def test_statistical_cell_reuses_a_frozen_reference_model(cells2d, reference2d):
                            ).fit(X, y)
     assert cell.reference_model_ is reference2d  # kept as it is, not retrained
     np.testing.assert_array_equal(cell.transform(X, structures=y)[:, :4], before)
+    # Cells the frozen model cannot read are refused at fit, not at the first transform.
+    small = X[:, :, :8, :8]
+    with pytest.raises(ValueError, match=r"spatial shape \(16, 16\).*shape \(8, 8\)"):
+        StatisticalCell(FrozenEstimator(reference2d), ConditionalStructureVAE(**TINY)).fit(small, y)
+    with pytest.raises(ValueError, match="2 channel.*1 reference channel"):
+        StatisticalCell(FrozenEstimator(reference2d), ConditionalStructureVAE(**TINY),
+                        reference_channels=[0], structure_channel=2).fit(X, y)
 
 
 def test_tags_describe_images_in_and_float32_out():

@@ -152,6 +152,16 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
         fitted = ref_model.fit(channel_view(X, self.reference_channels_), None)
         self.reference_model_ = (fitted.estimator if isinstance(fitted, FrozenEstimator)
                                  else fitted)
+        seen = (self.reference_model_.n_channels_in_, tuple(self.reference_model_.spatial_shape_))
+        if seen != (n_ref, self.spatial_shape_):
+            # A frozen reference model keeps its own fit: say so before training the
+            # structure model, not at the first transform.
+            raise ValueError(
+                f"The reference model was fitted on cells of {seen[0]} channel(s) and spatial "
+                f"shape {seen[1]}, but X gives it {n_ref} reference channel(s) of shape "
+                f"{self.spatial_shape_}; pass cells of its shape and channels, or a reference "
+                "model to fit on these cells."
+            )
         self.structure_model_ = struct_model.fit(self._conditional_input(X), structures=labels)
         self.classes_ = self.structure_model_.classes_
         return self
