@@ -222,6 +222,18 @@ def test_differential_coupling_arithmetic():
     assert d.loc["n", "ci_high"] - d.loc["n", "ci_low"] == pytest.approx(2 * 4.302653 * sem)
 
 
+def test_differential_coupling_with_a_reference_of_nan_couplings():
+    # Cells without a swap partner have NaN couplings; a reference that is NaN for
+    # every cell of the table gives NaN d, not a KeyError.
+    c = pd.DataFrame({"cell": [0, 0, 1, 1, 2, 2], "structure": ["a"] * 4 + ["b"] * 2,
+                      "reference": ["membrane", "DNA"] * 3,
+                      "coupling": [np.nan, 1.0, np.nan, 0.9, np.nan, 0.8]})
+    d = differential_coupling(c).set_index("structure")
+    assert d["n_cells"].tolist() == [2, 1]
+    assert d["differential_coupling"].isna().all()
+    assert d.loc["a", "c_nucleus"] == pytest.approx(0.95)
+
+
 def test_differential_coupling_by_metadata_and_pooled():
     c = _hand_made()
     meta = pd.DataFrame({"cell_cycle_phase": ["i", "x", "i", "i", "x"]})

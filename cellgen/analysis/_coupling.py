@@ -413,8 +413,11 @@ def differential_coupling(coupling, *, membrane="membrane", nucleus="DNA", by=("
         raise ValueError('by must not hold "model": the models are averaged over; '
                          "select one model's rows for that model's d.")
     index = ["model", "cell"] if several else ["cell"]
-    wide = coupling.pivot_table(index=index, columns="reference", values="coupling",
-                                aggfunc="first").reset_index()
+    # Not pivot_table: it drops a reference (or a cell) whose couplings are all NaN,
+    # for example cells that had no swap partner.
+    wide = (coupling.groupby(index + ["reference"], sort=True, observed=True)["coupling"]
+            .first().unstack("reference").reindex(columns=[membrane, nucleus])
+            .reset_index())
     per_model = pd.DataFrame({**{k: wide[k].to_numpy() for k in index},
                               "c_membrane": wide[membrane].to_numpy(dtype=float),
                               "c_nucleus": wide[nucleus].to_numpy(dtype=float)})
