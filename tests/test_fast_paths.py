@@ -154,6 +154,18 @@ def test_loader_workers_give_the_same_model(tmp_path):
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
 
 
+def test_read_only_cells_train_without_torch_warnings(tmp_path, recwarn):
+    # A memory map opened read-only (what cache_manifest returns) is the
+    # recommended input; torch warns about every non-writable array it wraps.
+    path = tmp_path / "cells.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    est = ReferenceVAE(**TINY, random_state=0).fit(mm)
+    Z = est.transform(mm)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+    np.testing.assert_array_equal(Z, ReferenceVAE(**TINY, random_state=0).fit(X).transform(X))
+
+
 def test_inference_batch_size_does_not_change_results():
     est = ReferenceVAE(**TINY, random_state=0).fit(X)
     Z = est.transform(X)

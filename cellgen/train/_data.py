@@ -11,6 +11,19 @@ from torch.utils.data import Dataset
 __all__ = ["RowDataset"]
 
 
+def as_tensor(a) -> torch.Tensor:
+    """``torch.as_tensor`` of an array-like, copying read-only numpy data.
+
+    torch warns on every read-only array (a memory map opened with mode "r", a
+    broadcast view) because its tensor could write to it; nothing here writes, but
+    a copy of one row or batch is cheap and keeps the warning away from users.
+    """
+    a = np.asarray(a) if not isinstance(a, torch.Tensor) else a
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        a = a.copy()
+    return torch.as_tensor(a)
+
+
 class RowDataset(Dataset):
     """Rows ``indices`` of an array, or of a dictionary of aligned arrays, read on demand.
 
@@ -51,7 +64,7 @@ class RowDataset(Dataset):
         return len(self.indices)
 
     def _row(self, array, i):
-        return torch.as_tensor(np.asarray(array[i]))
+        return as_tensor(array[i])
 
     def __getitem__(self, i):
         j = int(self.indices[i])

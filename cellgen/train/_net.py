@@ -22,6 +22,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..module import ELBO, KL, RECONSTRUCTION, TERMS
 from ._callbacks import RestoreBestWeights
+from ._data import as_tensor
 from ._distributed import make_distributed_history
 from ._modules import plain_module
 
@@ -456,7 +457,7 @@ def batched(fn, arrays, *, batch_size, device, dtypes=None, autocast_dtype=None,
     with torch.inference_mode(), autocast:
         for start in range(0, n, batch_size):
             tensors = [
-                torch.as_tensor(a[start:start + batch_size]).to(device=device, dtype=dt)
+                as_tensor(a[start:start + batch_size]).to(device=device, dtype=dt)
                 for a, dt in zip(arrays, dtypes)
             ]
             if channels_last:
