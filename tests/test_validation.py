@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from cellgen import ConditionalStructureVAE, ReferenceVAE, StatisticalCell
+from cellgen.utils import check_images
 
 from .conftest import TINY
 
@@ -99,8 +100,28 @@ def test_unknown_structure_lists_known(conditional2d, statcell2d):
                  lambda: statcell2d.impute(GOOD, ["golgi"]),
                  lambda: statcell2d.sample(2, structures="golgi"),
                  lambda: statcell2d.score(GOOD, ["nucleoli", "nucleoli", "golgi", "x"])):
-        with pytest.raises(ValueError, match=r"not seen during fit: \[.*golgi.*\]\. Known"):
+        with pytest.raises(ValueError, match=r"not seen during fit: .*'golgi'.*\. Known"):
             call()
+
+
+def test_unknown_labels_show_their_type():
+    from cellgen.utils import check_labels
+
+    # The integer 0 and the text "0" must not read alike in the message.
+    with pytest.raises(ValueError, match=r"fit: '0', '1'\. Known labels: 0, 1\.$"):
+        check_labels(np.array(["0", "1"]), 2, known=np.array([0, 1]))
+
+
+def test_float64_beyond_float32_is_named_as_such():
+    X = GOOD[:, :2].astype(np.float64)
+    X[0, 0, 0, :3] = 1e39
+    X[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"4 NaN or infinite values \(3 of them finite in "
+                                         r"float64 but beyond float32's range"):
+        check_images(X)
+    X[0, 0, 0, :3] = 0.5  # a NaN alone: no mention of float32's range
+    with pytest.raises(ValueError, match=r"1 NaN or infinite values; remove"):
+        check_images(X)
 
 
 def test_labels_length_mismatch(conditional2d, statcell2d):

@@ -143,9 +143,17 @@ def check_images(
     out = arr if lazy else np.ascontiguousarray(arr, dtype=np.float32)
     n_bad = _count_non_finite(out)
     if n_bad:
+        overflow = ""
+        if out is not arr and arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+            n_orig = _count_non_finite(arr)
+            if n_orig < n_bad:
+                # Finite float64 values beyond float32's range become inf in the cast.
+                overflow = (f" ({n_bad - n_orig} of them finite in {arr.dtype} but beyond "
+                            f"float32's range, ±{np.finfo(np.float32).max:.3g}; rescale "
+                            "the images, for example with IntensityNormalizer)")
         raise ValueError(
-            f"{name} contains {n_bad} NaN or infinite values; remove or replace them "
-            "before passing the images."
+            f"{name} contains {n_bad} NaN or infinite values{overflow}; remove or replace "
+            "them before passing the images."
         )
     return out
 
@@ -216,11 +224,13 @@ def check_labels(y, n_samples: int, *, name: str = "y", known=None) -> np.ndarra
     if known is not None:
         known_list = np.asarray(known).tolist()
         known_set = set(known_list)
-        unknown = sorted({str(v) for v in set(arr.tolist()) if v not in known_set})
+        unknown = sorted({v for v in set(arr.tolist()) if v not in known_set}, key=repr)
         if unknown:
+            # repr, not str: the label 0 and the label "0" must not look alike.
             raise ValueError(
-                f"{name} contains structure labels not seen during fit: {unknown}. "
-                f"Known labels: {[str(k) for k in known_list]}."
+                f"{name} contains structure labels not seen during fit: "
+                f"{', '.join(map(repr, unknown))}. Known labels: "
+                f"{', '.join(map(repr, known_list))}."
             )
     return arr
 
