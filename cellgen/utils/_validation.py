@@ -140,7 +140,8 @@ def check_images(
         )
     # Memory-mapped float32 collections pass through uncopied (they may not fit
     # in memory); everything else becomes a native, C-contiguous float32 array.
-    out = arr if lazy else np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+        out = arr if lazy else np.ascontiguousarray(arr, dtype=np.float32)
     n_bad = _count_non_finite(out)
     if n_bad:
         overflow = ""
