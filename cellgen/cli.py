@@ -65,7 +65,7 @@ def _load_npz(path):
         return data["X"], y.astype(str)
 
 
-def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
+def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose, voxel_size=None):
     """Read a manifest and prepare the cells as in the paper.
 
     Channels are ordered cell body (membrane), DNA, then structure; the first two
@@ -75,7 +75,7 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
     from sklearn.pipeline import make_pipeline
 
     from .io import load_manifest
-    from .preprocessing import CellAligner, IntensityNormalizer, PadCrop
+    from .preprocessing import CellAligner, IntensityNormalizer, PadCrop, VoxelResampler
 
     manifest = _expanduser(manifest)
     if not manifest.is_file():
@@ -83,13 +83,21 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
     rows = pd.read_csv(manifest)
     # The channel count, like the label column, is checked before thousands of
     # images are read and aligned.
-    if channels is not None:
+    first_pixel_size = None
+    if channels is not None and voxel_size is None:
         n_channels = len(channels)
     else:
         from .io import read_image, read_manifest
 
         _, paths = read_manifest(rows.iloc[:1], root=manifest.parent)
-        n_channels = len(read_image(paths[0])[0])
+        image, info = read_image(paths[0], channels=channels)
+        n_channels, first_pixel_size = len(image), tuple(info["pixel_size"])
+        if voxel_size is not None and any(v is None for v in first_pixel_size):
+            raise ValueError(
+                f"--voxel-size resamples each cell from its file's pixel size, and "
+                f"'{paths[0]}' has none (pixel size {first_pixel_size}); write the pixel size "
+                "into the files (cellgen.io.write_ome_tiff), or leave --voxel-size out."
+            )
     if n_channels < 3:
         raise ValueError(
             f"the manifest's images have {n_channels} channel(s); cellgen needs a cell body "
@@ -108,8 +116,12 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
             f"--label-column {label_column!r} has no label in {len(missing)} row(s) "
             f"(rows {missing[:10].tolist()}); label them or leave them out of the manifest."
         )
-    steps = [IntensityNormalizer(n_jobs=n_jobs),
-             CellAligner(axis_channel=0, center_channel=1, n_jobs=n_jobs)]
+    steps = [IntensityNormalizer(n_jobs=n_jobs)]
+    if voxel_size is not None:
+        # The paper rescales every cell to cubic voxels (0.317 um) before padding.
+        steps.append(VoxelResampler(voxel_size=first_pixel_size, target_voxel_size=voxel_size,
+                                    n_jobs=n_jobs))
+    steps.append(CellAligner(axis_channel=0, center_channel=1, n_jobs=n_jobs))
     if shape is not None:
         steps.append(PadCrop(shape))
     X, meta = load_manifest(rows, root=manifest.parent, channels=channels,
@@ -130,6 +142,14 @@ def _load_real(manifest, *, channels, label_column, shape, n_jobs, verbose):
     # The preparation never changes the voxel grid, so the files' pixel size (None
     # where they disagree or lack it) still describes the cells written at the end.
     pixel_size = meta.attrs.get("pixel_size")
+    if voxel_size is not None:
+        if pixel_size is None or tuple(pixel_size) != first_pixel_size:
+            raise ValueError(
+                f"--voxel-size needs one pixel size for every file of the manifest; the first "
+                f"has {first_pixel_size}, and the files differ. Resample them in Python "
+                "(cellgen.preprocessing.VoxelResampler) per group of equal pixel size."
+            )
+        pixel_size = (float(voxel_size),) * (X.ndim - 2)
     if pixel_size is not None and all(v is None for v in pixel_size):
         pixel_size = None
     return X, np.asarray(y).astype(str), names or None, pixel_size
@@ -152,8 +172,8 @@ def _fraction_in_mask(images, masks):
 
 def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, n_latent=32,
         widths=(16, 32, 64, 128), beta=0.05, input_path=None, manifest=None, bbbc021=None,
-        channels=None, label_column=None, controls=None, n_jobs=None, test_fraction=0.1,
-        random_state=0, device="auto", verbose=0):
+        channels=None, label_column=None, controls=None, voxel_size=None, n_jobs=None,
+        test_fraction=0.1, random_state=0, device="auto", verbose=0):
     """Fit a StatisticalCell and write a report with figures into ``out``.
 
     Parameters
@@ -201,6 +221,11 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
         Add the paper's control structures (blank, DNA copy, membrane copy,
         noise, random other cell) to the real cells. ``None`` means True for
         ``bbbc021`` and False otherwise.
+    voxel_size : float or None, default=None
+        With ``manifest``: resample every cell to cubic voxels of this size (in
+        the files' unit, micrometres for OME-TIFF; the paper uses 0.317) from
+        the pixel size written in its file, before alignment and padding. The
+        files must carry one pixel size; ``None`` keeps their grid.
     n_jobs : int or None, default=None
         Parallel jobs for reading and preprocessing.
     test_fraction : float, default=0.1
@@ -232,6 +257,8 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     from .analysis import rank_latent_dimensions
     from .datasets import make_cells
 
+    if voxel_size is not None and not (np.isfinite(voxel_size) and voxel_size > 0):
+        raise ValueError(f"voxel_size (--voxel-size) must be a positive number; got {voxel_size}.")
     t0 = time.perf_counter()
     rng = np.random.RandomState(random_state)
     meta = None
@@ -251,7 +278,7 @@ def run(out, *, n_cells=1200, ndim=2, shape=None, max_epochs=30, batch_size=32, 
     if manifest is not None:
         X, y, channel_names, pixel_size = _load_real(
             manifest, channels=channels, label_column=label_column, shape=shape,
-            n_jobs=n_jobs, verbose=verbose)
+            n_jobs=n_jobs, verbose=verbose, voxel_size=voxel_size)
         source = (f"{len(X)} cells from {Path(manifest).name}"
                   + (" with the paper's control structures" if controls else "")
                   + f", shape {tuple(X.shape[2:])}")
@@ -481,6 +508,9 @@ def main(argv=None):
                    help="with --manifest: the column holding each cell's structure label")
     p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
                    help="add the paper's five control structures to real cells")
+    p.add_argument("--voxel-size", type=float, default=None,
+                   help="with --manifest: resample cells to cubic voxels of this size (um; "
+                        "the paper: 0.317) from the files' pixel size")
     p.add_argument("--n-jobs", type=int, default=None, help="parallel reading/preprocessing")
     p.add_argument("--n-cells", type=int, default=None,
                    help="number of synthetic cells (default: 1200; not used with real data)")
@@ -523,7 +553,8 @@ def main(argv=None):
               "--shape": shape is not None and args["input_path"] is not None,
               "--controls": args["controls"] is not None and not manifest,
               "--label-column": args["label_column"] is not None and not manifest,
-              "--channels": args["channels"] is not None and not manifest}
+              "--channels": args["channels"] is not None and not manifest,
+              "--voxel-size": args["voxel_size"] is not None and not manifest}
     for option, ignored in unused.items():
         if ignored:
             print(f"cellgen: warning: {option} is not used with {source}.", file=sys.stderr)

@@ -131,6 +131,31 @@ def test_run_on_a_manifest_of_ome_tiffs(tmp_path):
     assert generated.attrs["pixel_size"] == (0.2, 0.1)
 
 
+def test_voxel_size_resamples_3d_cells_to_cubic_voxels(tmp_path, capsys):
+    from cellgen.io import save_cells
+
+    X, y, meta = make_cells(24, ndim=3, shape=(8, 24, 24), random_state=0)
+    save_cells(tmp_path / "cells", (X * 1000).astype(np.uint16), metadata=meta[["structure"]],
+               pixel_size=(0.3, 0.1, 0.1))
+    manifest = str(tmp_path / "cells" / "manifest.csv")
+    args = ["--manifest", manifest, "--label-column", "structure", "--epochs", "1",
+            "--n-latent", "2", "--widths", "4,8", "--batch-size", "8"]
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--voxel-size", "0.2", *args]) == 0
+    # 8 x 0.3 um = 2.4 um = 12 voxels of 0.2 um; 24 x 0.1 um = 12 voxels.
+    assert "shape (12, 12, 12)" in json.loads((out / "metrics.json").read_text())["source"]
+    _, generated = load_manifest(out / "generated" / "manifest.csv")
+    assert generated.attrs["pixel_size"] == (0.2, 0.2, 0.2)
+    # Files without a pixel size cannot be resampled: said before training.
+    save_cells(tmp_path / "bare", (X * 1000).astype(np.uint16), metadata=meta[["structure"]])
+    assert main(["run", "--out", str(tmp_path / "r2"), "--voxel-size", "0.2",
+                 *args[:1], str(tmp_path / "bare" / "manifest.csv"), *args[2:]]) == 2
+    assert "has none (pixel size (None, None, None))" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "report.md").exists()
+    assert main(["run", "--out", str(tmp_path / "r3"), "--voxel-size", "-1", *args]) == 2
+    assert "--voxel-size) must be a positive number" in capsys.readouterr().err
+
+
 def test_manifest_errors_are_reported(tmp_path, capsys):
     from cellgen.io import save_cells
 
