@@ -122,6 +122,26 @@ def test_unfitted_and_wrong_class_and_missing_files(reference2d, tmp_path):
         ReferenceVAE.load(folder)
 
 
+def test_loading_skips_the_exact_norms_that_the_weights_overwrite(statcell2d, cells2d,
+                                                                   tmp_path, monkeypatch):
+    # An SVD per layer initializes each spectral-norm gain of a new model; a
+    # loaded or unpickled model overwrites the gains at once, so it skips them.
+    X, y, _ = cells2d
+    statcell2d.save(tmp_path / "m")
+    blob = pickle.dumps(statcell2d)
+    expected = statcell2d.transform(X, structures=y)
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("an exact matrix norm was computed while loading")
+
+    monkeypatch.setattr(torch.linalg, "matrix_norm", no_svd)
+    for model in (StatisticalCell.load(tmp_path / "m"), pickle.loads(blob)):
+        np.testing.assert_array_equal(model.transform(X, structures=y), expected)
+    # A new model still starts its gains at the exact spectral norms.
+    with pytest.raises(AssertionError, match="exact matrix norm"):
+        ReferenceVAE(**TINY).fit(X[:, :2])
+
+
 def test_other_version_warns_and_gpu_model_loads_on_cpu(reference2d, cells2d, tmp_path):
     folder = reference2d.save(tmp_path / "ref")
     meta = json.loads((folder / "cellgen.json").read_text())

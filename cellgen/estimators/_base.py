@@ -15,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..nn._blocks import _weights_loaded_after
 from ..train import (
     EpochCheckpoint,
     RowDataset,
@@ -379,7 +380,7 @@ class _BaseVAEEstimator(TransformerMixin, BaseEstimator):
         net = self._make_net()
         # The weights drawn here are overwritten at once; they must not consume
         # the caller's global random state.
-        with _seeded(getattr(self, "seed_", 0), self.device_):
+        with _seeded(getattr(self, "seed_", 0), self.device_), _weights_loaded_after():
             net.initialize()
         plain_module(net).load_state_dict(module_state)
         net.module_.eval()
