@@ -104,3 +104,55 @@ def test_statistical_cell_scores_a_memmap_without_copying_it(tmp_path):
             tracemalloc.stop()
     # The reference channels of 1050 more cells would be 8.6 MB.
     assert peaks[1] - peaks[0] < X[:1050, :2].nbytes / 4, peaks
+
+
+def _growth(fn, small, large):
+    """Traced peak of ``fn(large) - fn(small)``: what more cells cost."""
+    peaks = []
+    for arg in (small, large):
+        tracemalloc.start()
+        try:
+            fn(arg)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return peaks[1] - peaks[0]
+
+
+def test_in_memory_cells_are_not_copied_channel_by_channel():
+    # Splitting X into reference and structure channels must read batches, not
+    # copy the collection (a StatisticalCell held 2.3 copies of X at its peak).
+    from cellgen.analysis import structure_coupling
+
+    X, y, _ = make_cells(1200, shape=(32, 32), random_state=4)
+    model = _statcell().fit(X[:48], y[:48])
+    structure_coupling(model, X[:32], y[:32], n_swaps=1)  # lazy imports out of the trace
+    extra = X[150:].nbytes  # 1050 more cells, all channels
+    for name, fn in [
+        ("transform", lambda n: model.transform(X[:n], structures=y[:n])),
+        ("score_samples", lambda n: model.score_samples(X[:n], structures=y[:n])),
+        ("coupling", lambda n: structure_coupling(model, X[:n], y[:n], n_swaps=2,
+                                                  random_state=0)),
+    ]:
+        growth = _growth(fn, 150, 1200)
+        assert growth < extra / 4, (name, growth, extra)
+
+
+def test_swapped_rows_equal_the_swapped_array():
+    from cellgen.analysis._coupling import _Swapped
+    from cellgen.utils._arrays import channel_view
+
+    X = np.random.default_rng(0).random((7, 3, 4, 4), dtype=np.float32)
+    partners = np.array([3, 0, 6, 1, 2, 2, 4])
+    expected = X.copy()
+    expected[:, 1] = X[partners, 1]
+    view = _Swapped(X, 1, partners)
+    np.testing.assert_array_equal(np.asarray(view), expected)
+    np.testing.assert_array_equal(view[2:5], expected[2:5])
+    np.testing.assert_array_equal(view[4], expected[4])
+    np.testing.assert_array_equal(view[np.array([6, 0, 3])], expected[[6, 0, 3]])
+    # Through a channel selection, as a StatisticalCell's structure model reads it.
+    sel = channel_view(X, [1, 0, 2])
+    np.testing.assert_array_equal(np.asarray(_Swapped(sel, 0, partners)),
+                                  expected[:, [1, 0, 2]])
+    assert not np.shares_memory(view[0:7], X)  # the caller's X is never written

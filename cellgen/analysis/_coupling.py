@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
-from ..utils import check_images, check_labels
+from ..utils import RowView, channel_view, check_images, check_labels
 from ._latent import posterior_kl
 
 __all__ = ["structure_coupling", "differential_coupling", "StructureCoupling"]
@@ -164,6 +164,41 @@ def _elbo(scorer, X, labels, beta):
     return -((1.0 - beta) * (-elbo - kl) + beta * kl)
 
 
+class _Swapped(RowView):
+    """``X`` with channel ``pos`` of each cell taken from cell ``partners[i]``.
+
+    Read by rows, so a swap round costs one batch, not a copy of the collection
+    (which, for a memory-mapped one, would also read it all into memory).
+    """
+
+    def __init__(self, X, pos, partners):
+        self.base, self.pos, self.partners = X, int(pos), np.asarray(partners)
+
+    @property
+    def shape(self):
+        """Shape of ``X``."""
+        return tuple(self.base.shape)
+
+    @property
+    def dtype(self):
+        """Data type of ``X``."""
+        return self.base.dtype
+
+    def __getitem__(self, rows):
+        if isinstance(rows, (int, np.integer)):
+            out = np.array(self.base[rows], copy=True)
+            out[self.pos] = np.asarray(self.base[int(self.partners[rows])])[self.pos]
+            return out
+        out = np.array(self.base[rows], copy=True)
+        take = np.atleast_1d(self.partners[rows])
+        # Partner rows in increasing order read a memory map front to back.
+        order = np.argsort(take, kind="stable")
+        donors = np.empty_like(out[:, self.pos])
+        donors[order] = np.asarray(self.base[take[order]])[:, self.pos]
+        out[:, self.pos] = donors
+        return np.ascontiguousarray(out)
+
+
 def _coupling_one_model(scorer, Xc, labels, names, ref_pos, partners, beta):
     """Eq. 4 for one scorer: one row per (cell, reference channel), cells in order."""
     n_cells, n_swaps = partners.shape
@@ -171,11 +206,9 @@ def _coupling_one_model(scorer, Xc, labels, names, ref_pos, partners, beta):
     frames = []
     for name, pos in zip(names, ref_pos):
         swapped = np.empty((n_cells, n_swaps))
-        Xs = Xc.copy()
         for k in range(n_swaps):
-            # One batch per swap round, all cells at once, in the unswapped layout.
-            Xs[:, pos] = Xc[partners[:, k], pos]
-            swapped[:, k] = _elbo(scorer, Xs, labels, beta)
+            # One pass per swap round, all cells at once, in the unswapped layout.
+            swapped[:, k] = _elbo(scorer, _Swapped(Xc, pos, partners[:, k]), labels, beta)
         elbo_swapped = swapped.mean(axis=1)
         frames.append(pd.DataFrame({
             "cell": np.arange(n_cells), "structure": labels, "reference": name,
@@ -325,7 +358,7 @@ def structure_coupling(model, X, structures, *, reference_names=None, n_swaps=10
 
     frames = []
     for index, ((scorer, take, ref_pos, _), b) in enumerate(zip(resolved, betas)):
-        Xc = X if take is None else X[:, take]
+        Xc = X if take is None else channel_view(X, take)
         frame = _coupling_one_model(scorer, Xc, labels, names, ref_pos, partners, b)
         if several:
             frame.insert(0, "model", index)

@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
-from ..utils._validation import _align_rows
+from ._rows import _align_rows
 
 __all__ = [
     "TwoSampleResult",

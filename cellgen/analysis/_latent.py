@@ -15,7 +15,7 @@ from scipy import stats
 from sklearn.base import clone
 
 from ..train import RestoreBestWeights
-from ..utils._validation import _align_rows
+from ._rows import _align_rows
 
 __all__ = ["rank_latent_dimensions", "latent_walk", "latent_feature_correlations",
            "beta_sweep"]

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from ._arrays import ChannelView
+from ._arrays import RowView
 
 __all__ = ["check_images", "check_labels", "check_n_samples", "check_channel_index"]
 
@@ -88,7 +88,10 @@ def check_images(
         if str(X.dtype) == "torch.bfloat16":  # numpy has no bfloat16
             X = X.float()
         X = X.numpy()
-    lazy = isinstance(X, ChannelView) or (
+    # A view (made inside cellgen from images validated here) and a float32 memory
+    # map pass through uncopied: they may not fit in memory.
+    view = isinstance(X, RowView)
+    lazy = view or (
         isinstance(X, np.memmap) and X.dtype == np.float32 and X.flags.c_contiguous)
     try:
         arr = X if lazy else np.asarray(X)
@@ -142,7 +145,7 @@ def check_images(
     # in memory); everything else becomes a native, C-contiguous float32 array.
     with np.errstate(over="ignore"):  # an overflow is reported below, by name
         out = arr if lazy else np.ascontiguousarray(arr, dtype=np.float32)
-    n_bad = _count_non_finite(out)
+    n_bad = 0 if view else _count_non_finite(out)
     if n_bad:
         overflow = ""
         if out is not arr and arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
@@ -309,25 +312,3 @@ def check_channel_index(index, n_channels: int, name: str) -> int:
         )
     return int(index) % n_channels
 
-
-def _align_rows(first, second, first_name: str, second_name: str):
-    """``second`` in the row order of ``first`` when both are labelled by a pandas index.
-
-    Two pandas objects are paired by label, as pandas itself would: ``second``
-    is reordered when its index holds the same unique labels in another order;
-    an index with other labels raises, since pairing by position would then
-    mismatch rows silently. Anything without an index is returned unchanged
-    (paired by position).
-    """
-    a, b = getattr(first, "index", None), getattr(second, "index", None)
-    if not isinstance(a, pd.Index) or not isinstance(b, pd.Index) or a.equals(b):
-        return second
-    if a.is_unique and b.is_unique and len(a) == len(b):
-        where = b.get_indexer(a)
-        if (where >= 0).all():
-            return second.iloc[where]
-    raise ValueError(
-        f"{first_name} and {second_name} are both labelled by a pandas index, and the "
-        "labels differ; align them (for example with .loc), or pass plain arrays to pair "
-        "rows by position."
-    )
