@@ -135,6 +135,11 @@ def test_ome_tiff_write_then_read_is_exact(X, channel_names, data):
 @FAST
 @given(images())
 def test_save_cells_then_load_manifest_is_exact(X):
+    if X.ndim == 5 and X.shape[2] == 1:
+        # One Z plane would read back 2D: save_cells refuses rather than lose the axis.
+        with tempfile.TemporaryDirectory() as tmp, pytest.raises(ValueError, match="single Z"):
+            save_cells(Path(tmp) / "cells", X)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         table = save_cells(Path(tmp) / "cells", X,
                            metadata={"well": [f"w{i}" for i in range(len(X))]})
