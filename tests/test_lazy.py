@@ -156,3 +156,14 @@ def test_swapped_rows_equal_the_swapped_array():
     np.testing.assert_array_equal(np.asarray(_Swapped(sel, 0, partners)),
                                   expected[:, [1, 0, 2]])
     assert not np.shares_memory(view[0:7], X)  # the caller's X is never written
+
+
+def test_impute_holds_its_output_once():
+    # Parts concatenated at the end held the integrated cells twice, and the
+    # reference was repeated once per draw.
+    X, y, _ = make_cells(1200, shape=(32, 32), random_state=4)
+    model = _statcell().fit(X[:48], y[:48])
+    model.impute(X[:8], n_samples=2, random_state=0)  # lazy imports out of the trace
+    out_growth = model.impute(X[:1050], n_samples=3, random_state=0).nbytes  # 1200 - 150 cells
+    growth = _growth(lambda n: model.impute(X[:n], n_samples=3, random_state=0), 150, 1200)
+    assert growth < 1.5 * out_growth, (growth, out_growth)  # the output of 1050 more cells

@@ -462,10 +462,14 @@ class ConditionalStructureVAE(_BaseVAEEstimator):
             Z = np.zeros((n, self._n_latent_fitted), dtype=np.float32)
             return self.inverse_transform(Z, reference=ref, structures=labels)
         k = check_n_samples(n_samples)
-        Z = self._prior_draws(n * k, random_state)
-        out = self.inverse_transform(Z, reference=np.repeat(ref, k, axis=0),
-                                     structures=np.repeat(labels, k))
-        return out.reshape(n, k, *out.shape[1:])
+        Z = self._prior_draws(n * k, random_state).reshape(n, k, -1)
+        codes = self._encode_labels(labels)
+        out = np.empty((n, k, 1, *ref.shape[2:]), dtype=np.float32)
+        for j in range(k):
+            # Draw by draw over the same cells: repeating the reference k times
+            # would hold k copies of it.
+            out[:, j] = self._run(self.module_.decode, [Z[:, j], ref, codes], dtypes=_DTYPES)
+        return out
 
     def score_samples(self, X, structures=None):
         """Per-cell conditional ELBO, a lower bound on ``log p(x_s | x_r, label)``.

@@ -402,16 +402,28 @@ class StatisticalCell(TransformerMixin, BaseEstimator):
             check_labels(np.asarray(requested, dtype=object), len(requested),
                          name="structures", known=self.classes_)
         rng = check_random_state(random_state)
-        if n_samples is None:
-            channels, axis = [ref], 1
-        else:
-            k = check_n_samples(n_samples)
-            # np.asarray: ref may be a lazy view of a memory-mapped X (rows only).
-            channels, axis = [np.repeat(np.asarray(ref)[:, None], k, axis=1)], 2
-        for label in requested:
-            channels.append(self.structure_model_.impute(ref, label, n_samples=n_samples,
-                                                         random_state=rng))
-        return np.concatenate(channels, axis=axis)
+        n, n_ref = ref.shape[:2]
+        k = None if n_samples is None else check_n_samples(n_samples)
+        # One output array, filled in place: gathering the parts and concatenating
+        # them held the result twice.
+        shape = (n, n_ref + len(requested), *ref.shape[2:])
+        out = np.empty(shape if k is None else (n, k, *shape[1:]), dtype=np.float32)
+        step = self.structure_model_._inference_batch()
+        for start in range(0, n, step):
+            # Row blocks: ref may be a lazy view of a memory-mapped X.
+            block = np.asarray(ref[start:start + step])
+            if k is None:
+                out[start:start + step, :n_ref] = block
+            else:
+                out[start:start + step, :, :n_ref] = block[:, None]
+        for j, label in enumerate(requested):
+            part = self.structure_model_.impute(ref, label, n_samples=n_samples,
+                                                random_state=rng)
+            if k is None:
+                out[:, n_ref + j] = part[:, 0]
+            else:
+                out[:, :, n_ref + j] = part[:, :, 0]
+        return out
 
     def score_samples(self, X, structures=None):
         """Per-cell ELBO of the whole cell: ``ELBO(x_r) + ELBO(x_s | x_r, s)``.
