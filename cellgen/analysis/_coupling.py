@@ -186,9 +186,7 @@ class _Swapped(RowView):
 
     def __getitem__(self, rows):
         if isinstance(rows, (int, np.integer)):
-            out = np.array(self.base[rows], copy=True)
-            out[self.pos] = np.asarray(self.base[int(self.partners[rows])])[self.pos]
-            return out
+            return self[np.array([rows])][0]
         out = np.array(self.base[rows], copy=True)
         take = np.atleast_1d(self.partners[rows])
         # Partner rows in increasing order read a memory map front to back.

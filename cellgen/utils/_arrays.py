@@ -19,7 +19,8 @@ class RowView:
     Subclasses define ``shape``, ``dtype`` and ``__getitem__`` for an int, a
     slice or an array of rows, returning a C-contiguous ndarray. Views are made
     inside cellgen from arrays that :func:`~cellgen.utils.check_images` has
-    already validated, so it passes them through without reading them again.
+    already validated, so it passes them through without reading them again
+    (it does not scan a view for NaN: make views of validated arrays only).
 
     Examples
     --------
